@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision first: pip takes these exact versions from the local wheel store when there is one
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test check-sync nbtest pytest book book-check execute clean
+.PHONY: install demo test check-sync nbtest pytest book chromium execute clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -42,11 +42,17 @@ pytest: install
 book: install
 	$(PY) scripts/build_book.py
 
-test: check-sync nbtest book pytest
+# the book check opens pages in headless Chromium (Debian's package)
+chromium:
+	@command -v chromium >/dev/null || { echo "installing chromium (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: check-sync nbtest book chromium pytest
 
 # re-execute every chapter in place (outputs are the book); slow/gpu cells are skipped
+NBS ?= $(wildcard nbs/*.ipynb)
 execute: install
-	$(BIN)/nbdev-test --save --n-workers 1 $(NBS)
+	@for nb in $(NBS); do echo "executing $$nb"; $(BIN)/nbdev-test --save $$nb || exit 1; done
 	$(BIN)/nbdev-clean
 
 clean:
