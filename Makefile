@@ -34,7 +34,8 @@ check-sync: install
 	echo "notebooks clean, library and README in sync"
 
 nbtest: install
-	$(BIN)/nbdev-test --n-workers 2 --do-print --timing
+	# one BLAS thread per notebook: two notebooks run side by side and torch threads would oversubscribe the cores
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --do-print --timing
 
 pytest: install
 	$(BIN)/pytest -q tests/
