@@ -18,10 +18,9 @@ from .unet import timestep_embedding, ResBlock, Downsample, normalization
 from .ddim import DDIMSampler
 
 # %% auto #0
-__all__ = ['drop_labels', 'drop_conditions', 'cfg_combine', 'cfg_combine_w', 'cfg_model_fn', 'guided_p_mean_variance',
-           'guided_p_sample_loop', 'NoisyClassifierConfig', 'NoisyClassifier', 'noisy_classifier_loss',
-           'classifier_log_prob_grad', 'classifier_guided_model_fn', 'img2img_steps', 'ddim_img2img', 'check_mask',
-           'ddim_inpaint']
+__all__ = ['drop_labels', 'drop_conditions', 'cfg_combine', 'cfg_combine_w', 'cfg_model_fn', 'NoisyClassifierConfig',
+           'NoisyClassifier', 'noisy_classifier_loss', 'classifier_log_prob_grad', 'classifier_guided_model_fn',
+           'img2img_steps', 'ddim_img2img', 'check_mask', 'ddim_inpaint']
 
 # %% ../nbs/12_guidance.ipynb #673aec63
 def _drop_mask(B: int, p_uncond: float, generator, device) -> torch.Tensor:
@@ -113,45 +112,7 @@ def cfg_model_fn(apply_model, cond: dict, uncond: dict, scale: float):
         return cfg_combine(out_cond, out_uncond, scale)
     return model_fn
 
-# %% ../nbs/12_guidance.ipynb #69cdfb95
-def guided_p_mean_variance(ddpm, model_fn, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool | None = None):
-    "`DDPM.p_mean_variance` with the network call replaced by `model_fn(x, t)`."
-    check_tensor("x", x, min_ndim=2, floating=True)
-    check_timesteps(t, ddpm.num_timesteps)
-    clip = ddpm.cfg.clip_denoised if clip_denoised is None else clip_denoised
-    out = model_fn(x, t)
-    if out.shape != x.shape: raise ValueError(f"model_fn output shape {tuple(out.shape)} must equal the input shape {tuple(x.shape)}")
-    x_recon = ddpm.predict_start(x, t, out)
-    if clip: x_recon = x_recon.clamp(-1., 1.)
-    mean, var, log_var = q_posterior_mean_variance(ddpm.schedule, x_recon, x, t)
-    return mean, var, log_var, x_recon
-
-@torch.no_grad()
-def guided_p_sample_loop(ddpm, model_fn, shape, x_T: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                         clip_denoised: bool | None = None, progress: bool = True,
-                         return_intermediates: bool = False, log_every_t: int = 100):
-    "DDPM ancestral sampling from $t = T-1$ to 0 with `model_fn(x, t)` in place of the network."
-    for attr in ("schedule", "cfg", "predict_start", "num_timesteps"):
-        if not hasattr(ddpm, attr): raise TypeError(f"ddpm must be a DDPM-like object with .{attr}, got {type(ddpm).__name__}")
-    if not callable(model_fn): raise TypeError(f"model_fn must be callable as model_fn(x, t), got {type(model_fn).__name__}")
-    shape = tuple(shape)
-    if len(shape) < 2: raise ValueError(f"shape must be (B, C, ...), got {shape}")
-    check_int("log_every_t", log_every_t, lo=1)
-    prm = next(iter(ddpm.parameters()), None) if hasattr(ddpm, "parameters") else None
-    device = x_T.device if x_T is not None else (prm.device if prm is not None else torch.device("cpu"))
-    if x_T is None: x = torch.randn(shape, device=device, generator=generator)
-    elif tuple(x_T.shape) != shape: raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
-    else: x = x_T
-    inter = [x]
-    for i in tqdm(range(ddpm.num_timesteps - 1, -1, -1), desc="guided DDPM sampling", disable=not progress, leave=False):
-        t = torch.full((shape[0],), i, device=device, dtype=torch.long)
-        mean, _, log_var, _ = guided_p_mean_variance(ddpm, model_fn, x, t, clip_denoised)
-        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        x = mean + (0.5 * log_var).exp() * noise if i > 0 else mean          # no noise at t = 0
-        if i % log_every_t == 0 or i == 0: inter.append(x)
-    return (x, inter) if return_intermediates else x
-
-# %% ../nbs/12_guidance.ipynb #bf0ce147
+# %% ../nbs/12_guidance.ipynb #125cc73d
 @dataclass
 class NoisyClassifierConfig:
     "A small time-conditioned classifier $p_\\phi(c \\mid x_t, t)$."
@@ -185,7 +146,7 @@ class NoisyClassifier(nn.Module):
         h = self.block2(self.down(h), emb)                                             # (B, 2C, H/2, W/2)
         return self.head(self.out(h).mean(dim=(2, 3)))                                 # (B, K)
 
-# %% ../nbs/12_guidance.ipynb #146471e6
+# %% ../nbs/12_guidance.ipynb #bcdc5860
 def noisy_classifier_loss(classifier: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
                           t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     "Cross-entropy of `classifier(q_sample(x0, t), t)` against `labels`, with $t$ uniform unless given."
@@ -195,7 +156,7 @@ def noisy_classifier_loss(classifier: nn.Module, schedule: NoiseSchedule, x0: to
     x_t = q_sample(schedule, x0, t, generator=generator)
     return F.cross_entropy(classifier(x_t, t), labels)
 
-# %% ../nbs/12_guidance.ipynb #00987acf
+# %% ../nbs/12_guidance.ipynb #7f3cb033
 def classifier_log_prob_grad(classifier: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor):
     "$\\log p_\\phi(c \\mid x_t, t)$ `(B,)` and its gradient with respect to $x_t$ `(B, ...)`, taken at `x`."
     check_tensor("labels", labels, ndim=1, integer=True)
@@ -225,7 +186,7 @@ def classifier_guided_model_fn(apply_model, classifier: nn.Module, labels: torch
         return out + extract_like(schedule.sqrt_recip_alphas_cumprod, t, out) * d_eps                # v: Δv = Δε / sqrt(ᾱ)
     return model_fn
 
-# %% ../nbs/12_guidance.ipynb #f9b9ad76
+# %% ../nbs/12_guidance.ipynb #9aad9a8f
 def img2img_steps(strength: float, S: int) -> int:
     "How many of the S DDIM steps img2img takes: $n = \\lceil \\text{strength} \\cdot S \\rceil$, between 1 and S."
     s = check_float("strength", strength, lo=0, hi=1, lo_open=True)
@@ -261,7 +222,7 @@ def ddim_img2img(sampler: DDIMSampler, x0: torch.Tensor, strength: float, S: int
     x = q_sample(sampler.model.schedule, x0, t0, noise=noise, generator=generator)
     return _denoise(sampler, x, i0, generator, clip_denoised, progress, f"img2img ({n} of {S} steps)", cond)
 
-# %% ../nbs/12_guidance.ipynb #c9313cdc
+# %% ../nbs/12_guidance.ipynb #587cb458
 def check_mask(mask: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     "Check an inpainting mask (1 = keep, 0 = generate) against `x0`; return it in `x0`'s dtype and device."
     check_tensor("mask", mask)
