@@ -173,7 +173,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'ldm_nb.ldm._check_images': ('ldm.html#_check_images', 'ldm_nb/ldm.py'),
                             'ldm_nb.ldm._check_scale': ('ldm.html#_check_scale', 'ldm_nb/ldm.py'),
                             'ldm_nb.ldm.decode_first_stage': ('ldm.html#decode_first_stage', 'ldm_nb/ldm.py'),
-                            'ldm_nb.ldm.drop_labels': ('ldm.html#drop_labels', 'ldm_nb/ldm.py'),
                             'ldm_nb.ldm.encode_first_stage': ('ldm.html#encode_first_stage', 'ldm_nb/ldm.py'),
                             'ldm_nb.ldm.estimate_scale_factor': ('ldm.html#estimate_scale_factor', 'ldm_nb/ldm.py'),
                             'ldm_nb.ldm.get_learned_conditioning': ('ldm.html#get_learned_conditioning', 'ldm_nb/ldm.py'),
