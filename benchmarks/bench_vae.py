@@ -1,0 +1,145 @@
+"""Benchmark the MNIST KL autoencoder on this machine (not a test): what the KL weight and the GAN do, and what a step costs.
+
+usage: python benchmarks/bench_vae.py [--steps N] [--disc-start D] [--n-eval 10000] [--threads 1] [--device cpu]
+                                      [--out benchmarks/results/vae_mnist.json]
+
+* quality: `mnist_vae_config` (f=4, 32x32x1 -> 4x8x8) trained for N steps with kl_weight in {1e-6, 1e-4} and the GAN
+  off (disc_factor=0) or on from step D; each judged on n_eval random MNIST test digits: PSNR of the posterior-mode
+  reconstructions; the Frechet distance (chapter 14's classifier features) between the reconstructions of one half of
+  them and the *other* half of the real digits, next to the floor (the same distance between the two real halves: what
+  perfect reconstructions score); the paired FD (reconstructions vs their own originals); the latent std over 10k
+  training images and the scale factor 1/std latent diffusion would use;
+* cost: seconds per training step of each run before and after D, and, on a short separate run of the same model,
+  the step with LPIPS (random VGG trunk: the same compute as the calibrated one) and the GAN each switched off.
+Writes JSON and a markdown table (same stem, .md)."""
+import argparse, json, math, os, platform, statistics, sys, tempfile, time, warnings
+from pathlib import Path
+import torch
+
+
+def step_times(metrics_path) -> dict:
+    "Per-step wall times from consecutive metrics.jsonl lines (log_every=1): {step: seconds}."
+    lines = [json.loads(l) for l in open(metrics_path)]
+    return {b["step"]: b["seconds"] - a["seconds"] for a, b in zip(lines, lines[1:]) if b["step"] == a["step"] + 1}
+
+
+def median_over(times: dict, lo: int, hi: int) -> float | None:
+    "Median of the step times with lo < step <= hi (None if there are none)."
+    v = [t for s, t in times.items() if lo < s <= hi]
+    return statistics.median(v) if v else None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="benchmarks/results/vae_mnist.json")
+    ap.add_argument("--steps", type=int, default=500, help="training steps of each quality run")
+    ap.add_argument("--disc-start", type=int, default=150, help="step the GAN switches on in the GAN runs")
+    ap.add_argument("--n-eval", type=int, default=10000, help="MNIST test digits to evaluate on (even, <= 10000)")
+    ap.add_argument("--n-latent", type=int, default=10000, help="training digits for the latent std")
+    ap.add_argument("--timing-steps", type=int, default=12, help="timed steps of each cost run (after 3 warm-up steps)")
+    ap.add_argument("--kl-weights", default="1e-6,1e-4")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    if args.n_eval % 2 or not 2 <= args.n_eval <= 10000: ap.error("--n-eval must be even, in [2, 10000]")
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="LPIPS with a randomly initialized")
+    from ldm_nb.train_vae import mnist_vae_config, train_vae, load_autoencoder, reconstruct, latent_std
+    from ldm_nb.data import load_mnist
+    from ldm_nb.metrics import get_mnist_classifier, classifier_features, feature_stats, fd_score, psnr
+    t_start = time.time()
+    base = mnist_vae_config()
+    res = dict(device=args.device, torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+               machine=platform.machine(), python=platform.python_version(),
+               loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+               steps=args.steps, disc_start=args.disc_start, n_eval=args.n_eval, n_fd=args.n_eval // 2,
+               n_latent=args.n_latent, batch_size=base.batch_size, lr=base.lr, ae=base.to_dict()["ae"],
+               disc_num_layers=base.disc_num_layers, disc_ndf=base.disc_ndf, disc_weight=base.disc_weight, runs=[])
+
+    # the evaluation data: n_eval test digits in metrics.fd_floor's random order (seed 0; MNIST's test set is ordered by
+    # writer population, so a first-half / second-half split would differ by more than sampling noise), halves A | B
+    x_all = load_mnist("test", pad_to=32)[0]
+    x_test = x_all[torch.randperm(len(x_all), generator=torch.Generator().manual_seed(0))[: args.n_eval]]   # (n, 1, 32, 32)
+    h = args.n_eval // 2
+    clf = get_mnist_classifier()
+    fa, fb = classifier_features(x_test[:h], clf), classifier_features(x_test[h:], clf)
+    stats_b, stats_all = feature_stats(fb), feature_stats(torch.cat([fa, fb]))
+    res["fd_floor"] = fd_score(x_test[:h], stats_b, clf)                          # real A vs real B
+    x_lat = load_mnist("train", pad_to=32, limit=args.n_latent)[0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # 1. quality: kl_weight x GAN
+        for kw in (float(v) for v in args.kl_weights.split(",")):
+            for gan in (False, True):
+                name = f"kl{kw:g}_{'gan' if gan else 'nogan'}"
+                cfg = mnist_vae_config(f"{tmp}/{name}", steps=args.steps, kl_weight=kw, disc_factor=1.0 if gan else 0.0,
+                                       disc_start=args.disc_start, log_every=1, ckpt_every=args.steps, sample_every=0,
+                                       device=args.device)
+                t0 = time.time(); train_vae(cfg, progress=False); wall = time.time() - t0
+                times = step_times(f"{tmp}/{name}/metrics.jsonl")
+                last = [json.loads(l) for l in open(f"{tmp}/{name}/metrics.jsonl")][-20:]
+                ae, info = load_autoencoder(f"{tmp}/{name}", device=args.device)
+                t0 = time.time()
+                rec = reconstruct(ae, x_test)
+                sd = latent_std(ae, x_lat)
+                r = dict(name=name, kl_weight=kw, gan=gan, train_seconds=round(info["seconds"], 1), wall_seconds=round(wall, 1),
+                         s_per_step_before_disc_start=median_over(times, 3, min(args.disc_start, args.steps)),
+                         s_per_step_gan=median_over(times, args.disc_start + 3, args.steps) if gan else None,
+                         psnr_db=psnr(rec, x_test)[1],
+                         fd_cross=fd_score(rec[:h], stats_b, clf),                  # recon A vs real B
+                         fd_paired=fd_score(rec, stats_all, clf),                   # recon A+B vs real A+B
+                         train_rec_l1_last20=statistics.mean(l["rec_l1"] for l in last),
+                         train_kl_last20=statistics.mean(l["kl"] for l in last),
+                         latent_std=sd, scale_factor=1 / sd, eval_seconds=round(time.time() - t0, 1))
+                res["runs"].append(r)
+                print(json.dumps(r), flush=True)
+
+        # 2. cost: one step with LPIPS and the GAN each switched off (same model, GAN on from step 0)
+        cost = {}
+        for name, pw, df in (("lpips+gan", 1.0, 1.0), ("gan", 0.0, 1.0), ("lpips", 1.0, 0.0), ("neither", 0.0, 0.0)):
+            n = 3 + args.timing_steps
+            cfg = mnist_vae_config(f"{tmp}/t_{name}", steps=n, perceptual_weight=pw, lpips_random_trunk=True, disc_factor=df,
+                                   disc_start=0, log_every=1, ckpt_every=n, sample_every=0, device=args.device)
+            train_vae(cfg, progress=False)
+            cost[name] = median_over(step_times(f"{tmp}/t_{name}/metrics.jsonl"), 3, n)
+        res["s_per_step"] = cost
+        res["share_in_full_step"] = dict(lpips=(cost["lpips+gan"] - cost["gan"]) / cost["lpips+gan"],
+                                         gan=(cost["lpips+gan"] - cost["lpips"]) / cost["lpips+gan"])
+        res["gan_share_without_lpips"] = (cost["gan"] - cost["neither"]) / cost["gan"]
+        print(json.dumps(cost), flush=True)
+    res["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    res["total_seconds"] = round(time.time() - t_start, 1)
+
+    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(res))
+    print(markdown(res))
+
+
+def markdown(res: dict) -> str:
+    f = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"
+    ae = res["ae"]
+    lines = [f"MNIST KL autoencoder (`mnist_vae_config`: ch={ae['ch']}, ch_mult={tuple(ae['ch_mult'])}, f=4, latent "
+             f"{ae['embed_dim']}x8x8), {res['steps']} steps of batch {res['batch_size']}, Adam lr {res['lr']}, "
+             f"GAN from step {res['disc_start']}; {res['device']}, {res['threads']} thread(s), torch {res['torch']}. "
+             f"PSNR on {res['n_eval']} random test digits; FD cross = reconstructions of {res['n_fd']} test digits vs the other "
+             f"{res['n_fd']} real ones, floor (real vs real, same n) {res['fd_floor']:.2f}; FD paired = all reconstructions "
+             f"vs their originals; latent std over {res['n_latent']} training digits.", "",
+             "| kl_weight | GAN | PSNR (dB) | FD cross (floor %.2f) | FD paired | latent std | scale_factor | s/step before / after disc_start |" % res["fd_floor"],
+             "|---|---|---|---|---|---|---|---|"]
+    for r in res["runs"]:
+        lines.append(f"| {r['kl_weight']:g} | {'on' if r['gan'] else 'off'} | {f(r['psnr_db'])} | {f(r['fd_cross'])} | "
+                     f"{f(r['fd_paired'])} | {f(r['latent_std'], 3)} | {f(r['scale_factor'], 3)} | "
+                     f"{f(r['s_per_step_before_disc_start'], 3)} / {f(r['s_per_step_gan'], 3)} |")
+    c, s = res["s_per_step"], res["share_in_full_step"]
+    lines += ["", "Seconds per training step (median, GAN on from step 0; LPIPS with a random VGG trunk, same compute):", "",
+              "| LPIPS + GAN | GAN only | LPIPS only | neither | LPIPS share | GAN share | GAN share without LPIPS |",
+              "|---|---|---|---|---|---|---|",
+              f"| {c['lpips+gan']:.3f} | {c['gan']:.3f} | {c['lpips']:.3f} | {c['neither']:.3f} | {100 * s['lpips']:.0f}% | "
+              f"{100 * s['gan']:.0f}% | {100 * res['gan_share_without_lpips']:.0f}% |", "",
+              f"Load average before/after: {res['loadavg_before']} / {res['loadavg_after']}; total {res['total_seconds']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
