@@ -1,0 +1,144 @@
+"""The `ldm-nb` command line, end to end in subprocesses: train, resume, sample, bad input, a SIGKILL mid-run.
+Everything is tiny (sklearn's 8x8 digits, a 16-channel UNet, T = 50) and on the CPU."""
+import json, os, random, shutil, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+from safetensors.torch import load_file
+
+BIN = Path(sys.executable).parent / "ldm-nb"
+LDM = [str(BIN)] if BIN.exists() else [sys.executable, "-c", "import sys; from ldm_nb.train import main; sys.exit(main())"]
+MOD = [sys.executable, "-m", "ldm_nb.train"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+TINY = ["--dataset", "digits", "--batch-size", "32", "--lr", "2e-3", "--model-channels", "16", "--channel-mult", "1,2",
+        "--attention-resolutions", "", "--no-mid-attention", "--num-heads", "1", "--timesteps", "50", "--ema-decay", "0.9",
+        "--log-every", "1", "--ckpt-every", "2", "--sample-every", "0", "--n-sample", "4", "--no-progress"]
+
+def run(cmd, *args, check=None):
+    r = subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=120)
+    if check is not None: assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
+    return r
+
+def run_many(cmds):
+    "Start the commands together (they are mostly import time), return their results in order."
+    ps = [subprocess.Popen([*map(str, c)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for c in cmds]
+    return [(p, *p.communicate(timeout=120)) for p in ps]
+
+def assert_one_line_error(rc, err, contains):
+    assert rc == 2, (rc, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ldm-nb: error: "), err
+    assert "Traceback" not in err and contains in lines[0], (contains, err)
+
+def ckpt(run_dir): return Path(run_dir) / "checkpoints" / "last.safetensors"
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    "A 4-step run on the digits, made once for the module."
+    d = tmp_path_factory.mktemp("runs") / "tiny"
+    r = run(LDM, "train", "--run-dir", d, "--steps", 4, *TINY, check=0)
+    assert "trained to step 4" in r.stdout
+    return d
+
+def test_help(capsys):
+    (p1, o1, e1), (p3, o3, e3) = run_many([[*LDM, "--help"], [*MOD, "--help"]])
+    assert p1.returncode == 0 and "train" in o1 and "sample" in o1
+    assert p3.returncode == 0 and "--model-channels" in o3 and "(default: 16)" in o3 and "--resume" in o3
+    from ldm_nb.train import main
+    with pytest.raises(SystemExit) as e: main(["train", "--help"])
+    assert e.value.code == 0 and capsys.readouterr().out == o3      # python -m ldm_nb.train == ldm-nb train
+
+def test_train_writes_the_run(tiny_run):
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["dataset"] == "digits" and cfg["image_size"] == 8 and cfg["unet"]["model_channels"] == 16
+    lines = [json.loads(l) for l in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [1, 2, 3, 4] and all(set(l) == {"step", "loss", "loss_simple", "lr", "seconds"} for l in lines)
+    assert ckpt(tiny_run).exists() and (tiny_run / "samples" / "step_0000004.png").exists()
+
+def test_resume_is_exact(tiny_run, tmp_path):
+    "4 steps + resume to 8 == 8 steps straight (bit for bit); the fresh run also takes its config from --config."
+    half = tmp_path / "half"; shutil.copytree(tiny_run, half)
+    (pr, o, e), (pf, _, ef) = run_many([[*MOD, "--run-dir", half, "--steps", 8, "--resume", "--no-progress"],
+                                        [*LDM, "train", "--config", tiny_run / "config.json", "--run-dir", tmp_path / "full", "--steps", 8]])
+    assert pr.returncode == 0 and pf.returncode == 0, (e, ef)
+    a, b = load_file(ckpt(half)), load_file(ckpt(tmp_path / "full"))
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.startswith(("model.", "ema.", "optim.")): assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(l)["step"] for l in (half / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    assert json.loads((half / "config.json").read_text())["steps"] == 8
+
+def test_sample_ddpm_and_ddim(tiny_run, tmp_path):
+    outs = [tiny_run / "samples" / "grid.png", tmp_path / "ddim.png"]          # the default --out, and a given one
+    res = run_many([[*LDM, "sample", "--run-dir", tiny_run, "--n", 4],
+                    [*LDM, "sample", "--checkpoint", ckpt(tiny_run), "--n", 9, "--sampler", "ddim", "--steps", 10,
+                     "--eta", 0.5, "--no-ema", "--out", outs[1]]])
+    from PIL import Image
+    for (p, o, e), out in zip(res, outs):
+        assert p.returncode == 0, e
+        assert str(out) in o and Image.open(out).format == "PNG"
+    assert "DDPM T=50, EMA weights, step 4" in res[0][1] and "DDIM S=10 eta=0.5, raw weights" in res[1][1]
+    assert Image.open(outs[1]).size == (3 * 9 + 1,) * 2                      # 3 x 3 grid of 8x8 with 1 px padding
+    assert not list(outs[1].parent.glob(".*.tmp"))
+
+def test_bad_input_one_line_and_nothing_touched(tiny_run, tmp_path, capsys):
+    "Each bad input: exit status 2, one line on stderr, no traceback, and no file written or changed."
+    from ldm_nb.train import main
+    runs = tmp_path / "r"; shutil.copytree(tiny_run, runs)
+    good = ckpt(runs).read_bytes(); metrics = (runs / "metrics.jsonl").read_text()
+    trunc = tmp_path / "t"; shutil.copytree(tiny_run, trunc)
+    ckpt(trunc).write_bytes(good[: len(good) // 2]); truncated = ckpt(trunc).read_bytes()
+    (tmp_path / "a_file").write_text("x")
+    # in separate processes: the exit status and stderr of the real command
+    procs = [
+        ([*LDM, "train", "--run-dir", runs, "--steps", 8, "--model-channels", 32, "--resume", "--no-progress"],
+         "unet.model_channels is 16 in the checkpoint but 32 was requested"),
+        ([*LDM, "sample", "--run-dir", trunc], "cannot read checkpoint"),
+        ([*MOD, "--run-dir", tmp_path / "n1", *TINY, "--steps", 0], "steps must be >= 1, got 0"),
+    ]
+    for (p, out, err), (_, contains) in zip(run_many([c for c, _ in procs]), procs):
+        assert_one_line_error(p.returncode, err, contains)
+    # in this process (the same main(), without paying for a torch import per case)
+    cases = [
+        (["train", "--run-dir", runs, "--steps", 8, "--timesteps", 100, "--resume"], "ddpm.timesteps is 50 in the checkpoint"),
+        (["train", "--run-dir", runs, *TINY, "--steps", 8], "already has a checkpoint"),
+        (["train", "--run-dir", trunc, "--steps", 8, "--resume"], "cannot read checkpoint"),
+        (["sample", "--run-dir", runs, "--sampler", "ddim", "--steps", 51], "steps must be <= 50, got 51"),
+        (["sample", "--checkpoint", tmp_path / "none.safetensors"], "does not exist"),
+        (["sample", "--run-dir", runs, "--sampler", "plms"], "invalid choice: 'plms'"),
+        (["sample", "--run-dir", runs, "--out", tmp_path / "x.jpg"], "--out must be a .png file"),
+        (["train", "--run-dir", tmp_path / "n2", *TINY, "--dataset", "cifar", "--image-size", 32], "no such folder"),
+        (["train", "--run-dir", tmp_path / "n3", *TINY, "--dataset", tmp_path / "a_file", "--image-size", 8], "not a folder"),
+        (["train", "--run-dir", tmp_path / "n4", *TINY, "--dataset", "cifar"], "image_size is required for an image folder"),
+        (["train", "--run-dir", tmp_path / "n5", *TINY, "--channel-mult", "1,x"], "expected comma-separated ints"),
+        (["train", "--run-dir", tmp_path / "n6", "--stepz", 3], "unrecognized arguments: --stepz"),
+        (["train", "--config", tmp_path / "nope.json"], "config file"),
+    ]
+    for argv, contains in cases:
+        rc = main([str(a) for a in argv])
+        assert_one_line_error(rc, capsys.readouterr().err, contains)
+    assert ckpt(runs).read_bytes() == good and (runs / "metrics.jsonl").read_text() == metrics
+    assert ckpt(trunc).read_bytes() == truncated                              # a failed load repairs or replaces nothing
+    assert not any((tmp_path / f"n{i}").exists() for i in range(1, 7))        # bad input: no run folder made
+
+def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
+    "Kill a run that checkpoints every step at a random moment; last.safetensors loads, and --resume continues it."
+    from ldm_nb.train import load_checkpoint
+    d = tmp_path / "killed"
+    args = [*TINY, "--model-channels", 32, "--ckpt-every", 1, "--log-every", 1]
+    p = subprocess.Popen([*LDM, "train", "--run-dir", str(d), "--steps", "100000", *map(str, args)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        t0 = time.time()
+        while not ckpt(d).exists():
+            assert p.poll() is None and time.time() - t0 < 60; time.sleep(0.05)
+        time.sleep(random.uniform(0.2, 1.0))
+    finally:
+        p.send_signal(signal.SIGKILL); p.wait()
+    step = load_checkpoint(ckpt(d))["step"]
+    assert step >= 1
+    r = run(LDM, "train", "--run-dir", d, "--steps", step + 2, "--resume", "--no-progress", check=0)
+    assert load_checkpoint(ckpt(d))["step"] == step + 2 and not list(ckpt(d).parent.glob(".*.tmp"))
+    steps = [json.loads(l)["step"] for l in (d / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, step + 3))                  # lines logged after the last checkpoint were dropped
