@@ -24,6 +24,7 @@ install: $(STAMP)
 
 demo: install book
 	@echo "The book is in _build/html/index.html"
+	$(BIN)/ldm-nb demo --run-dir runs/mnist-ddpm
 
 # notebooks clean and library in sync: nbdev-clean and nbdev-export must change nothing
 check-sync: install
