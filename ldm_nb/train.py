@@ -214,6 +214,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)       # mkstemp makes 0600; a checkpoint or PNG should be as readable as any file
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError): os.unlink(tmp)
