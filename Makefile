@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision first: pip takes these exact versions from the local wheel store when there is one
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test check-sync nbtest pytest book chromium execute clean
+.PHONY: install demo demo-ddpm test check-sync nbtest pytest book chromium execute clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -22,8 +22,13 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# the MNIST autoencoder + class-conditional latent diffusion, a guided 10x10 grid (row = class) and its metrics
 demo: install book
 	@echo "The book is in _build/html/index.html"
+	$(BIN)/ldm-nb demo-ldm --run-dir runs/mnist-ldm
+
+# the pixel-space MNIST DDPM of chapter 15, sampled with DDIM, with its Frechet distance
+demo-ddpm: install
 	$(BIN)/ldm-nb demo --run-dir runs/mnist-ddpm
 
 # notebooks clean and library in sync: nbdev-clean and nbdev-export must change nothing

@@ -746,7 +746,14 @@ def _cmd_sample_ldm(ns) -> int:
           f"{'raw' if ns.no_ema else 'EMA'} weights, step {info['step']}) to {out}")
     return 0
 
-# %% ../nbs/17_train_ldm.ipynb #06ccc0e7
+# %% ../nbs/17_train_ldm.ipynb #4173d909
+DEMO_VAE_STEPS, DEMO_LDM_STEPS = 600, 2000        # the book's run (`make demo`): about 15 minutes on 2 CPU cores all told
+
+def _cmd_demo_ldm(ns) -> int:
+    demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, n_per_class=ns.n_per_class,
+             guidance_scale=ns.guidance_scale, progress=not ns.no_progress)
+    return 0
+
 def register_cli(subparsers) -> dict:
     "Add `train-ldm` and `sample-ldm` to an argparse subparsers object; return {name: handler(namespace) -> exit status}."
     fmt = argparse.RawDescriptionHelpFormatter
@@ -777,10 +784,22 @@ def register_cli(subparsers) -> dict:
     sp.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     sp.add_argument("--progress", action="store_true", help="show a progress bar")
-    return {"train-ldm": _cmd_train_ldm, "sample-ldm": _cmd_sample_ldm}
+    dm = subparsers.add_parser("demo-ldm", help="train the MNIST autoencoder and class-conditional LDM, sample a guided 10x10 grid",
+                               formatter_class=fmt, description="The book's pipeline in one command (what `make demo` runs): "
+                               "train chapter 16's MNIST autoencoder, then a class-conditional LDM on its latents (each resumed "
+                               "if RUN_DIR has it), draw N-PER-CLASS digits of each class with DDIM 50 and classifier-free "
+                               "guidance, write a 10x10 grid (row = class) and print the class accuracy and the Frechet distance.")
+    dm.add_argument("--run-dir", default="runs/mnist-ldm", help="run folder: vae/, checkpoints/, samples/ (default: runs/mnist-ldm)")
+    dm.add_argument("--vae-steps", type=int, default=DEMO_VAE_STEPS, help=f"autoencoder steps (default: {DEMO_VAE_STEPS})")
+    dm.add_argument("--ldm-steps", type=int, default=DEMO_LDM_STEPS, help=f"LDM steps (default: {DEMO_LDM_STEPS})")
+    dm.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance scale s (default: 3.0)")
+    dm.add_argument("--n-per-class", type=int, default=50, help="samples per class for the metrics, 10 to 500 (default: 50)")
+    dm.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    dm.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return {"train-ldm": _cmd_train_ldm, "sample-ldm": _cmd_sample_ldm, "demo-ldm": _cmd_demo_ldm}
 
 def cli_main(argv=None) -> int:
-    "An `ldm-nb` with the train-ldm and sample-ldm subcommands: returns 0, or 2 with one line on stderr for bad input."
+    "An `ldm-nb` with the train-ldm, sample-ldm and demo-ldm subcommands: returns 0, or 2 with one line on stderr for bad input."
     parser = _Parser(prog="ldm-nb", description="Train and sample class-conditional latent diffusion models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -795,29 +814,13 @@ def cli_main(argv=None) -> int:
 def _module_main() -> None:
     "`python -m ldm_nb.train_ldm ARGS` = `ldm-nb train-ldm ARGS` (a subcommand name as first argument is passed through)."
     argv = sys.argv[1:]
-    if not argv or argv[0] not in ("train-ldm", "sample-ldm"): argv = ["train-ldm", *argv]
+    if not argv or argv[0] not in ("train-ldm", "sample-ldm", "demo-ldm"): argv = ["train-ldm", *argv]
     sys.exit(cli_main(argv))
 
 # %% ../nbs/17_train_ldm.ipynb #5e9fcd90
 if __name__ == "__main__": _module_main()
 
-# %% ../nbs/17_train_ldm.ipynb #8182081e
-DEMO_VAE_STEPS, DEMO_LDM_STEPS = 600, 2000        # the book's run: about 15 minutes on 2 busy CPU cores all told
-
-def _fallback_vae(path: Path, steps: int, device, progress: bool) -> None:
-    "Train chapter 16's default MNIST autoencoder with a plain L1 + 1e-6 KL loop (when ldm_nb.train_vae is missing); save it."
-    from ldm_nb.data import load_mnist
-    x_all = load_mnist("train", pad_to=32)[0]
-    torch.manual_seed(0)
-    ae = AutoencoderKL(AutoencoderConfig(ch=16, num_groups=8)).to(device)
-    opt, g = torch.optim.Adam(ae.parameters(), lr=1e-3, betas=(0.5, 0.9)), torch.Generator().manual_seed(0)
-    for _ in tqdm(range(steps), desc="training the autoencoder (fallback)", disable=not progress):
-        xb = x_all[torch.randint(0, len(x_all), (32,), generator=g)].to(device)
-        rec, post = ae(xb)
-        loss = (rec - xb).abs().sum((1, 2, 3)).mean() + 1e-6 * post.kl().mean()
-        opt.zero_grad(); loss.backward(); opt.step()
-    save_first_stage(ae, path)
-
+# %% ../nbs/17_train_ldm.ipynb #6ece7e89
 def demo_ldm(run_dir: str = "runs/mnist-ldm", vae_steps: int = DEMO_VAE_STEPS, ldm_steps: int = DEMO_LDM_STEPS, device="auto",
              n_per_class: int = 50, guidance_scale: float = 3., ddim_steps: int = 50, progress: bool = True) -> dict:
     "Train the MNIST autoencoder and the class-conditional LDM (resuming), sample a 10x10 grid with CFG, report accuracy and FD."
@@ -826,18 +829,12 @@ def demo_ldm(run_dir: str = "runs/mnist-ldm", vae_steps: int = DEMO_VAE_STEPS, l
     vae_steps, ldm_steps = check_int("vae_steps", vae_steps, lo=1), check_int("ldm_steps", ldm_steps, lo=1)
     n = check_int("n_per_class", n_per_class, lo=10, hi=500); dev = get_device(device)
     run, t0, cpu0 = Path(run_dir), time.time(), time.process_time()
-    try: from ldm_nb.train_vae import mnist_vae_config, train_vae, load_vae_checkpoint
-    except ImportError: train_vae = None
-    if train_vae is not None:
-        fs = run / "vae"
-        vcfg = mnist_vae_config(str(fs), steps=vae_steps, device=str(device), sample_every=0, disc_factor=0.)
-        ck_v = fs / "checkpoints" / "last.safetensors"
-        done = load_vae_checkpoint(ck_v)["step"] if ck_v.exists() else 0
-        if done < vae_steps: train_vae(vcfg, resume=done > 0, progress=progress)
-    else:
-        fs = run / "vae.safetensors"
-        print("note: ldm_nb.train_vae is not installed; the autoencoder is trained with a plain L1 + KL loop")
-        if not fs.exists(): _fallback_vae(fs, vae_steps, dev, progress)
+    from ldm_nb.train_vae import mnist_vae_config, train_vae, load_vae_checkpoint
+    fs = run / "vae"                                                         # chapter 16's run folder, the GAN off
+    vcfg = mnist_vae_config(str(fs), steps=vae_steps, device=str(device), sample_every=0, disc_factor=0.)
+    ck_v = fs / "checkpoints" / "last.safetensors"
+    done = load_vae_checkpoint(ck_v)["step"] if ck_v.exists() else 0
+    if done < vae_steps: train_vae(vcfg, resume=done > 0, progress=progress)
     t_vae = time.time() - t0
     cfg = mnist_ldm_config(str(fs), str(run), steps=ldm_steps, device=str(device), sample_every=0, guidance_scale=guidance_scale)
     ckpt = _run_paths(run)["ckpt"]
