@@ -28,9 +28,9 @@ PAPER = {"S": [10, 20, 50, 100], "eta": {0.0: [13.36, 6.84, 4.67, 4.16], 1.0: [4
 
 def ensure_model(run_dir: str, steps: int, device: str) -> Path:
     "Train (or resume) the book's MNIST DDPM in `run_dir` up to `steps` steps; return its checkpoint path."
-    from ldm_nb.train import mnist_config, train, load_checkpoint, _paths
+    from ldm_nb.train import mnist_config, train, load_checkpoint, run_paths
     cfg = mnist_config(run_dir, steps=steps, sample_every=0, device=device)
-    ck = _paths(run_dir)["ckpt"]
+    ck = run_paths(run_dir)["ckpt"]
     done = load_checkpoint(ck, cfg)["step"] if ck.exists() else 0
     if done > steps: raise SystemExit(f"{ck} has {done} steps, more than --train-steps {steps}: use another --run-dir")
     if done < steps:
