@@ -108,7 +108,8 @@ def main() -> None:
         "parse": {"myst_enable_extensions": ["dollarmath", "amsmath", "colon_fence"]},
         "html": {"use_repository_button": False, "use_issues_button": False, "use_edit_page_button": False},
         "sphinx": {"config": {"mathjax_path": "mathjax/tex-chtml.js", "html_show_copyright": False,
-                              "nb_merge_streams": True, "suppress_warnings": ["mystnb.unknown_mime_type"]}},
+                              "nb_merge_streams": True, "nb_render_markdown_format": "myst",
+                              "suppress_warnings": ["mystnb.unknown_mime_type"]}},
     }
     (SRC / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     jb = Path(sys.executable).parent / "jupyter-book"
