@@ -2,7 +2,8 @@
 and DDIM with S steps and noise eta, from one MNIST DDPM trained for the book.
 
 usage: python benchmarks/bench_ddim_table.py [--run-dir runs/ddim-book] [--train-steps 3000] [--n 1000]
-                                             [--S 10,20,50,100] [--etas 0,0.5,1] [--threads 1]
+                                             [--S 10,20,50,100] [--etas 0,0.5,1] [--threads 1] [--boot 50]
+                                             [--timing-batch 50] [--timing-rounds 3]
                                              [--out benchmarks/results/ddim_table.json]
 
 * the model: `mnist_config` (chapter 15's default MNIST DDPM, 0.29 M parameters) trained for --train-steps steps in
@@ -11,14 +12,16 @@ usage: python benchmarks/bench_ddim_table.py [--run-dir runs/ddim-book] [--train
 * samples: n digits per sampler from the EMA weights, in chunks of --batch with seed = chunk index, so every sampler
   starts from the same x_T (common random numbers: the differences between rows are the samplers', not the noise's);
   DDPM clips its x0 prediction to [-1, 1] (the CompVis default, `clip_denoised=True`), DDIM does not (the DDIM paper's
-  code does not);
+  code does not). The samples are kept in RUN_DIR/table_samples/ (float16), and a rerun with the same model, n and
+  batch reuses them instead of sampling again;
 * FD: chapter 14's classifier features of the n samples against n random real test digits, next to the floor (the same
-  distance between two disjoint sets of n real digits: what a perfect sampler would score at this n);
-* seconds per sample: wall time of sampling / n at batch --batch with --threads threads (this machine is shared:
-  compare rows of one run, not runs).
-Each row is written to the JSON as soon as it is done, and a rerun with the same model and n keeps the rows it has
-(so an interrupted run continues). Writes JSON, a markdown table (.md) and a figure (.png) with the same stem."""
-import argparse, json, math, os, platform, sys, time
+  distance between two disjoint sets of n real digits: what a perfect sampler would score at this n), with the
+  bootstrap standard deviation over the samples (--boot resamples; the reference set held fixed);
+* seconds per sample: a separate timing pass after all the samples, --timing-rounds rounds that each time one batch of
+  --timing-batch samples of every sampler in turn, the median per sampler (interleaving spreads the machine's load
+  changes over all rows; this machine is shared, so compare rows of one run, not runs).
+Writes JSON, a markdown table (.md) and a figure (.png) with the same stem."""
+import argparse, json, os, platform, statistics, time
 from pathlib import Path
 import torch
 
@@ -39,16 +42,15 @@ def ensure_model(run_dir: str, steps: int, device: str) -> Path:
     return ck
 
 
-def draw(ck: Path, sampler: str, n: int, batch: int, S: int = 0, eta: float = 0.) -> tuple[torch.Tensor, float]:
-    "n samples (chunk i has seed i) and the sampling wall time in seconds."
+def tag(sampler: str, S: int, eta) -> str: return f"{sampler}_S{S}" + (f"_eta{eta:g}" if eta is not None else "")
+
+
+def draw(ck: Path, sampler: str, n: int, batch: int, S: int, eta, seed0: int = 0) -> torch.Tensor:
+    "n samples (chunk i has seed seed0 + i), `(n, 1, 28, 28)` in [-1, 1]."
     from ldm_nb.train import sample_checkpoint
-    xs, secs = [], 0.
-    for i, lo in enumerate(range(0, n, batch)):
-        t0 = time.perf_counter()
-        x, _ = sample_checkpoint(ck, n=min(batch, n - lo), sampler=sampler, steps=S or 50, eta=eta, seed=i, device="cpu")
-        secs += time.perf_counter() - t0
-        xs.append(x)
-    return torch.cat(xs), secs
+    return torch.cat([sample_checkpoint(ck, n=min(batch, n - lo), sampler=sampler, steps=S if sampler == "ddim" else 50,
+                                        eta=eta or 0., seed=seed0 + i, device="cpu")[0]
+                      for i, lo in enumerate(range(0, n, batch))])
 
 
 def main(argv=None):
@@ -61,20 +63,32 @@ def main(argv=None):
     ap.add_argument("--S", default="10,20,50,100")
     ap.add_argument("--etas", default="0,0.5,1")
     ap.add_argument("--skip-ddpm", action="store_true", help="leave out the (long) DDPM-1000 row")
+    ap.add_argument("--boot", type=int, default=50, help="bootstrap resamples for the FD's standard deviation")
+    ap.add_argument("--timing-batch", type=int, default=50)
+    ap.add_argument("--timing-rounds", type=int, default=3, help="0: no timing pass")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     if not 2 <= args.n <= 5000: ap.error("--n must be in [2, 5000]")
+    for name in ("batch", "threads", "timing_batch", "boot", "train_steps"):
+        if getattr(args, name) < 1: ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.timing_rounds < 0: ap.error("--timing-rounds must be >= 0")
+    try: Ss, etas = [int(s) for s in args.S.split(",")], [float(e) for e in args.etas.split(",")]
+    except ValueError: ap.error("--S must be a comma list of integers and --etas of numbers")
+    if any(not 1 <= S <= 1000 for S in Ss) or any(e < 0 for e in etas): ap.error("--S must be in [1, 1000], --etas >= 0")
     torch.set_num_threads(args.threads)
     from ldm_nb.train import load_checkpoint, save_png
     from ldm_nb.data import load_mnist
-    from ldm_nb.metrics import get_mnist_classifier, fd_score, fd_floor, feature_stats, classifier_features
+    from ldm_nb.metrics import get_mnist_classifier, fd_floor, feature_stats, classifier_features, frechet_distance
 
     ck = ensure_model(args.run_dir, args.train_steps, "cpu")
     info = load_checkpoint(ck)
     out = Path(args.out)
+    store = Path(args.run_dir) / "table_samples"; store.mkdir(parents=True, exist_ok=True)
     key = dict(model_step=info["step"], n=args.n, batch=args.batch)
-    old = json.loads(out.read_text()) if out.exists() else {}
-    done = {(r["sampler"], r["S"], r["eta"]): r for r in old.get("rows", [])} if all(old.get(k) == v for k, v in key.items()) else {}
+    saved_key = json.loads((store / "key.json").read_text()) if (store / "key.json").exists() else None
+    if saved_key != key:                                   # samples of another model / n / batch: not reusable
+        for f in store.glob("*.pt"): f.unlink()
+        (store / "key.json").write_text(json.dumps(key))
     clf = get_mnist_classifier()
     real = load_mnist("test")[0][torch.randperm(10000, generator=torch.Generator().manual_seed(1))[: args.n]]
     ref = feature_stats(classifier_features(real, clf))
@@ -82,21 +96,40 @@ def main(argv=None):
                device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                machine=platform.machine(), python=platform.python_version(),
                loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               fd_floor=fd_floor(args.n, clf), paper_table1_cifar10=PAPER, rows=[])
+               fd_floor=fd_floor(args.n, clf), boot=args.boot, paper_table1_cifar10=PAPER, rows=[])
 
-    todo = [("ddim", S, float(e)) for e in args.etas.split(",") for S in (int(s) for s in args.S.split(","))]
-    if not args.skip_ddpm: todo.append(("ddpm", 1000, None))
+    todo = [("ddim", S, e) for e in etas for S in Ss] + ([] if args.skip_ddpm else [("ddpm", 1000, None)])
+    gb = torch.Generator().manual_seed(0)
     for sampler, S, eta in todo:
-        if (sampler, S, eta) in done: res["rows"].append(done[(sampler, S, eta)]); continue
-        x, secs = draw(ck, sampler, args.n, args.batch, S if sampler == "ddim" else 0, eta or 0.)
-        r = dict(sampler=sampler, S=S, eta=eta, fd=fd_score(x, ref, clf), seconds=round(secs, 1),
-                 s_per_sample=secs / args.n, model_calls_per_sample=S)
+        f = store / f"{tag(sampler, S, eta)}.pt"
+        t0 = time.perf_counter()
+        if f.exists(): x, reused = torch.load(f, weights_only=True).float(), True
+        else:
+            x, reused = draw(ck, sampler, args.n, args.batch, S, eta), False
+            torch.save(x.half(), f)
+        secs = time.perf_counter() - t0
+        feats = classifier_features(x, clf)
+        boot = [frechet_distance(*feature_stats(feats[torch.randint(0, len(feats), (len(feats),), generator=gb)]), *ref)
+                for _ in range(args.boot)]
+        r = dict(sampler=sampler, S=S, eta=eta, fd=frechet_distance(*feature_stats(feats), *ref),
+                 fd_boot_sd=statistics.stdev(boot) if len(boot) > 1 else None, model_calls_per_sample=S,
+                 sampling_seconds=None if reused else round(secs, 1))
         res["rows"].append(r)
         print(json.dumps(r), flush=True)
-        save_png(x[:16], out.with_name(f"{out.stem}_{sampler}_S{S}" + (f"_eta{eta:g}" if eta is not None else "") + ".png"), nrow=16)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=2) + "\n")                 # after every row: an interrupted run keeps it
+        save_png(x[:16], out.with_name(f"{out.stem}_{tag(sampler, S, eta)}.png"), nrow=16)
+
+    # the timing pass: rounds x samplers, interleaved; median seconds per sample of each sampler
+    times = {i: [] for i in range(len(todo))}
+    for rnd in range(args.timing_rounds):
+        for i, (sampler, S, eta) in enumerate(todo):
+            t0 = time.perf_counter(); draw(ck, sampler, args.timing_batch, args.timing_batch, S, eta, seed0=10_000 + rnd)
+            times[i].append((time.perf_counter() - t0) / args.timing_batch)
+    for i, r in enumerate(res["rows"]):
+        r["s_per_sample"] = statistics.median(times[i]) if times[i] else None
+        r["s_per_sample_all"] = times[i]
+    res["timing"] = dict(batch=args.timing_batch, rounds=args.timing_rounds)
     res["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(res))
     figure(res, out.with_suffix(".png"))
@@ -106,22 +139,30 @@ def main(argv=None):
 def markdown(res: dict) -> str:
     rows = {(r["sampler"], r["S"], r["eta"]): r for r in res["rows"]}
     Ss = sorted({r["S"] for r in res["rows"] if r["sampler"] == "ddim"})
+    cols = Ss + ([1000] if any(r["sampler"] == "ddpm" for r in res["rows"]) and 1000 not in Ss else [])
     etas = sorted({r["eta"] for r in res["rows"] if r["sampler"] == "ddim"})
+    def cell(r):
+        if r is None: return "-"
+        sd = f" ± {r['fd_boot_sd']:.2f}" if r.get("fd_boot_sd") is not None else ""
+        t = f" / {r['s_per_sample']:.3f} s" if r.get("s_per_sample") is not None else ""
+        return f"{r['fd']:.2f}{sd}{t}"
+    tm = res.get("timing", {})
     lines = [f"MNIST DDPM (`mnist_config`, {res['model_step']} steps, EMA weights), n = {res['n']} samples per sampler "
              f"against {res['n']} real test digits; FD floor (real vs real at n = {res['n']}) **{res['fd_floor']:.2f}**. "
-             f"FD / seconds per sample (batch {res['batch']}, {res['threads']} thread(s), {res['device']}, torch {res['torch']}).",
-             "", "| sampler | " + " | ".join(f"S = {S}" for S in Ss) + " |", "|---|" + "---|" * len(Ss)]
+             f"Each entry: FD ± its bootstrap SD over the samples ({res['boot']} resamples) / seconds per sample (median "
+             f"of {tm.get('rounds')} interleaved timings of a batch of {tm.get('batch')}, {res['threads']} thread(s), "
+             f"{res['device']}, torch {res['torch']}).",
+             "", "| sampler | " + " | ".join(f"S = {S}" for S in cols) + " |", "|---|" + "---|" * len(cols)]
     for e in etas:
-        cells = [f"{rows[('ddim', S, e)]['fd']:.2f} / {rows[('ddim', S, e)]['s_per_sample']:.3f} s" if ('ddim', S, e) in rows
-                 else "-" for S in Ss]
-        lines.append(f"| DDIM η = {e:g} | " + " | ".join(cells) + " |")
+        lines.append(f"| DDIM η = {e:g} | " + " | ".join(cell(rows.get(("ddim", S, e))) for S in cols) + " |")
     if ("ddpm", 1000, None) in rows:
-        r = rows[("ddpm", 1000, None)]
-        lines.append(f"| DDPM, T = 1000 | {r['fd']:.2f} / {r['s_per_sample']:.3f} s (1000 steps) |" + " |" * (len(Ss) - 1))
+        lines.append("| DDPM (ancestral) | " + " | ".join(cell(rows[("ddpm", 1000, None)]) if S == 1000 else "-" for S in cols) + " |")
     p = res["paper_table1_cifar10"]
-    lines += ["", "DDIM paper, Table 1 (CIFAR-10 FID with Inception features; the shape to compare, not the values):", "", "| η | " + " | ".join(f"S = {S}" for S in p["S"]) + " |", "|---|" + "---|" * len(p["S"])]
+    lines += ["", "DDIM paper, Table 1 (CIFAR-10 FID with Inception features; the shape to compare, not the values):", "",
+              "| η | " + " | ".join(f"S = {S}" for S in p["S"]) + " |", "|---|" + "---|" * len(p["S"])]
     for e, v in p["eta"].items(): lines.append(f"| {float(e):g} | " + " | ".join(f"{x:.2f}" for x in v) + " |")
-    lines += ["", f"Load average before/after: {res['loadavg_before']} / {res.get('loadavg_after')}.", ""]
+    lines += ["", f"Load average before/after: {[round(v, 2) for v in res['loadavg_before']]} / "
+              f"{[round(v, 2) for v in res.get('loadavg_after') or []]}.", ""]
     return "\n".join(lines)
 
 
@@ -129,14 +170,16 @@ def figure(res: dict, path: Path) -> None:
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3))
+    Ss = sorted({r["S"] for r in res["rows"] if r["sampler"] == "ddim"})
     for e in sorted({r["eta"] for r in res["rows"] if r["sampler"] == "ddim"}):
         rr = sorted((r for r in res["rows"] if r["sampler"] == "ddim" and r["eta"] == e), key=lambda r: r["S"])
-        ax.plot([r["S"] for r in rr], [r["fd"] for r in rr], "o-", label=f"DDIM η = {e:g}")
+        ax.errorbar([r["S"] for r in rr], [r["fd"] for r in rr], yerr=[r["fd_boot_sd"] or 0 for r in rr], fmt="o-",
+                    capsize=2, label=f"DDIM η = {e:g}")
     for r in res["rows"]:
         if r["sampler"] == "ddpm": ax.axhline(r["fd"], color="k", ls="--", lw=1, label="DDPM, 1000 steps")
     ax.axhline(res["fd_floor"], color="gray", ls=":", lw=1, label=f"floor (n = {res['n']})")
     ax.set_xscale("log"); ax.set_xlabel("sampling steps S"); ax.set_ylabel("FD (classifier features)")
-    ax.set_xticks([10, 20, 50, 100]); ax.set_xticklabels(["10", "20", "50", "100"]); ax.legend(fontsize=7)
+    ax.set_xticks(Ss); ax.set_xticklabels([str(S) for S in Ss]); ax.minorticks_off(); ax.legend(fontsize=7)
     fig.tight_layout(); fig.savefig(path, dpi=80); plt.close(fig)
 
 

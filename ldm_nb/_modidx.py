@@ -321,6 +321,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'ldm_nb.train.optim_from_tensors': ('train.html#optim_from_tensors', 'ldm_nb/train.py'),
                               'ldm_nb.train.optim_to_tensors': ('train.html#optim_to_tensors', 'ldm_nb/train.py'),
                               'ldm_nb.train.read_checkpoint': ('train.html#read_checkpoint', 'ldm_nb/train.py'),
+                              'ldm_nb.train.restore_rng': ('train.html#restore_rng', 'ldm_nb/train.py'),
                               'ldm_nb.train.run_cli': ('train.html#run_cli', 'ldm_nb/train.py'),
                               'ldm_nb.train.run_paths': ('train.html#run_paths', 'ldm_nb/train.py'),
                               'ldm_nb.train.sample_checkpoint': ('train.html#sample_checkpoint', 'ldm_nb/train.py'),

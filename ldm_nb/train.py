@@ -21,9 +21,9 @@ __all__ = ['DATASETS', 'NATIVE', 'DEMO_STEPS', 'CKPT_FORMAT', 'SAMPLERS', 'FLAG_
            'draw_t_noise', 'atomic_write_bytes', 'save_png', 'CheckpointError', 'optim_to_tensors',
            'optim_from_tensors', 'one_line', 'state_tensors', 'write_checkpoint', 'read_checkpoint', 'checkpoint_parts',
            'config_fields', 'check_fields', 'model_fields', 'check_compatible', 'save_checkpoint', 'load_checkpoint',
-           'load_weights', 'dist_setup', 'run_paths', 'build_ddpm', 'sample_grid', 'begin_run', 'load_optimizer',
-           'log_losses', 'train', 'sample_checkpoint', 'cli_parser', 'run_cli', 'train_command', 'module_main',
-           'add_config_args', 'config_from_flags', 'build_parser', 'config_from_args', 'main', 'demo']
+           'load_weights', 'dist_setup', 'run_paths', 'build_ddpm', 'sample_grid', 'begin_run', 'restore_rng',
+           'load_optimizer', 'log_losses', 'train', 'sample_checkpoint', 'cli_parser', 'run_cli', 'train_command',
+           'module_main', 'add_config_args', 'config_from_flags', 'build_parser', 'config_from_args', 'main', 'demo']
 
 # %% ../nbs/15_train.ipynb #8231191c
 def check_strings(cfg, names) -> None:
@@ -274,7 +274,7 @@ def optim_from_tensors(tensors: dict, meta: dict, prefix: str = "optim") -> dict
     groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
     return {"state": state, "param_groups": groups}
 
-# %% ../nbs/15_train.ipynb #240f471e
+# %% ../nbs/15_train.ipynb #78838b4f
 def one_line(e: BaseException) -> str:
     "An exception's message on one line (runs of whitespace collapsed), or its type's name if it has none."
     return " ".join(str(e).split()) or type(e).__name__
@@ -293,12 +293,22 @@ def write_checkpoint(path, tensors: dict, fmt: str, step: int, seconds: float = 
         raise TypeError("tensors must be a dict of name -> tensor")
     if not isinstance(fmt, str) or not fmt: raise TypeError(f"fmt must be a non-empty string, got {fmt!r}")
     if meta is not None and not all(isinstance(v, str) for v in meta.values()): raise TypeError("meta values must be strings")
+    optimizers, rngs = optimizers or {}, rngs or {}
+    if clash := sorted(set(meta or {}) & {"format", "step", "seconds", "config", *optimizers}):
+        raise ValueError(f"meta must not set the reserved key {clash[0]!r}")
+    if clash := sorted(n for n in optimizers if any(k.startswith(f"{n}.") for k in tensors) or n == "rng"):
+        raise ValueError(f"optimizer name {clash[0]!r} clashes with the tensor keys (or the rng states)")
+    for name, o in optimizers.items():
+        if o is not None and not isinstance(o, torch.optim.Optimizer): raise TypeError(f"optimizers[{name!r}] must be a torch optimizer or None, got {type(o).__name__}")
+    for name, g in rngs.items():
+        if g is not None and not isinstance(g, torch.Generator): raise TypeError(f"rngs[{name!r}] must be a torch.Generator or None, got {type(g).__name__}")
+    if cfg is not None and not callable(getattr(cfg, "to_json", None)): raise TypeError(f"cfg must be a config with to_json(), got {type(cfg).__name__}")
     t = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    m = {"format": fmt, "step": str(check_int("step", step, lo=0)), "seconds": repr(float(seconds)), **(meta or {})}
-    for name, opt in (optimizers or {}).items():                      # '{name}.state.{i}.{x}' tensors, '{name}' JSON
+    m = {"format": fmt, "step": str(check_int("step", step, lo=0)), "seconds": repr(check_float("seconds", seconds, lo=0)), **(meta or {})}
+    for name, opt in optimizers.items():                              # '{name}.state.{i}.{x}' tensors, '{name}' JSON
         if opt is not None: ot, om = optim_to_tensors(opt.state_dict(), name); t.update(ot); m[name] = json.dumps(om)
     if cfg is not None: m["config"] = cfg.to_json()
-    t.update({f"rng.{name}": g.get_state() for name, g in (rngs or {}).items() if g is not None})
+    t.update({f"rng.{name}": g.get_state() for name, g in rngs.items() if g is not None})
     t["rng.torch"] = torch.get_rng_state()
     return atomic_write_bytes(path, save(t, metadata=m))
 
@@ -446,7 +456,7 @@ def sample_grid(ddpm: DDPM, net: torch.nn.Module, n: int, seed: int = 0, use_ema
     finally:
         ddpm.model = wrapped; net.train(was_training)
 
-# %% ../nbs/15_train.ipynb #5793843d
+# %% ../nbs/15_train.ipynb #2d9569a5
 def _prepare_run_dir(cfg, paths: dict, resume: bool, step: int) -> None:
     "Rank 0: make the folders, write config.json, drop metric lines past `step` (a crash after the last checkpoint)."
     if not hasattr(cfg, "to_json"): raise TypeError(f"cfg must be a config with to_json, got {type(cfg).__name__}")
@@ -466,6 +476,13 @@ def begin_run(cfg, paths: dict, ck: dict | None, resume: bool, rank: int = 0) ->
         if rank == 0: print(f"nothing to do: the checkpoint is at step {start}, steps is {cfg.steps}", file=sys.stderr)
     elif rank == 0: _prepare_run_dir(cfg, paths, resume, start)
     return start
+
+def restore_rng(rng: dict, **gens: torch.Generator) -> None:
+    "Set each generator (and torch's global RNG) to its state in a checkpoint's `rng` part; CheckpointError if one is missing."
+    for name in (*gens, "torch"):
+        if name not in rng: raise CheckpointError(f"checkpoint has no {name!r} RNG state to resume from")
+    for name, g in gens.items(): g.set_state(rng[name])
+    torch.set_rng_state(rng["torch"])
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict | None, **hyper) -> None:
     "Load a saved optimizer `state` into `opt` (CheckpointError if there is none or it does not fit), then set `hyper` in every group."
@@ -493,7 +510,7 @@ def _dump_rank_weights(net, ema, rank: int) -> None:
     t = {**state_tensors(net, "model."), **state_tensors(ema.shadow if ema is not None else None, "ema.")}
     atomic_write_bytes(Path(d) / f"rank{rank}.safetensors", save(t))
 
-# %% ../nbs/15_train.ipynb #0d850e84
+# %% ../nbs/15_train.ipynb #7270c3fd
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> DDPM:
     "Train a DDPM as `cfg` says (resuming from the run's last checkpoint if `resume`); returns the trained DDPM."
     if not isinstance(cfg, TrainConfig): raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -526,7 +543,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         noise_gen = torch.Generator().manual_seed(cfg.seed)
         if ck:
             load_optimizer(opt, ck["optim"], lr=cfg.lr, weight_decay=cfg.weight_decay)      # the requested ones
-            noise_gen.set_state(ck["rng"]["noise"]); torch.set_rng_state(ck["rng"]["torch"])
+            restore_rng(ck["rng"], noise=noise_gen)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ddpm.model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
