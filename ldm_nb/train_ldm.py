@@ -608,8 +608,8 @@ def _cmd_sample_ldm(ns) -> int:
           f"{'raw' if ns.no_ema else 'EMA'} weights, step {info['step']}) to {out}")
     return 0
 
-# %% ../nbs/17_train_ldm.ipynb #00b6057a
-DEMO_VAE_STEPS, DEMO_LDM_STEPS = 600, 2000        # the book's run (`make demo`): about 15 minutes on 2 CPU cores all told
+# %% ../nbs/17_train_ldm.ipynb #d0100ed8
+DEMO_VAE_STEPS, DEMO_LDM_STEPS = 600, 2000        # the book's run (`make demo`): 6 minutes on 2 idle CPU cores all told
 
 def _cmd_demo_ldm(ns) -> int:
     demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, n_per_class=ns.n_per_class,
