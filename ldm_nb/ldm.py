@@ -19,9 +19,9 @@ from .attention import DiffusionWrapper, CONDITIONING_KEYS
 from .guidance import drop_labels, cfg_model_fn
 
 # %% auto #0
-__all__ = ['EMBED_MODES', 'SAMPLERS', 'ClassEmbedder', 'LDMConfig', 'LatentDiffusion', 'encode_first_stage', 'decode_first_stage',
-           'estimate_scale_factor', 'get_learned_conditioning', 'null_labels', 'unconditional_conditioning',
-           'ldm_forward', 'sample_images']
+__all__ = ['EMBED_MODES', 'SAMPLERS', 'ClassEmbedder', 'LDMConfig', 'LatentDiffusion', 'check_images', 'encode_first_stage',
+           'decode_first_stage', 'estimate_scale_factor', 'get_learned_conditioning', 'null_labels',
+           'unconditional_conditioning', 'ldm_forward', 'sample_images']
 
 # %% ../nbs/12_ldm.ipynb #5ea48a6c
 EMBED_MODES = ("crossattn", "adm")
@@ -148,7 +148,8 @@ def _check_fit(ae: AutoencoderKL, unet: UNetModel, cfg: LDMConfig) -> None:
         raise ValueError(f"conditioning_key='adm': the unet's adm_in_channels must equal cond_embed_dim={D}, got {uc.adm_in_channels}")
 
 # %% ../nbs/12_ldm.ipynb #46d407a6
-def _check_images(self: LatentDiffusion, x, name: str = "x") -> torch.Tensor:
+def check_images(self: LatentDiffusion, x, name: str = "x") -> torch.Tensor:
+    "Check that `x` is a float image batch `(B, C, H, W)` the first stage can encode (its channels, sides divisible by f)."
     check_tensor(name, x, ndim=4, floating=True)
     C, f = self.first_stage_model.cfg.in_channels, self.downsample_factor
     if x.shape[1] != C: raise ValueError(f"{name} must have {C} channels (the first stage's in_channels), got shape {tuple(x.shape)}")
@@ -166,7 +167,7 @@ def _check_scale(self: LatentDiffusion) -> None:
 @torch.no_grad()
 def encode_first_stage(self: LatentDiffusion, x: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
     "Images (B, C, H, W) -> scaled latents $s\\cdot z$ (B, c, H/f, W/f), $z$ a posterior sample (or its mode)."
-    self._check_images(x); self._check_scale()
+    self.check_images(x); self._check_scale()
     if not isinstance(sample, bool): raise TypeError(f"sample must be a bool, got {sample!r}")
     post = self.first_stage_model.encode(x)
     z = post.sample(generator) if sample else post.mode()                  # (B, c, H/f, W/f)
@@ -179,7 +180,7 @@ def decode_first_stage(self: LatentDiffusion, z: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"z must have {self.latent_channels} channels (the first stage's embed_dim), got shape {tuple(z.shape)}")
     return self.first_stage_model.decode(z / self.scale_factor.to(z.dtype))
 
-LatentDiffusion._check_images, LatentDiffusion._check_scale = _check_images, _check_scale
+LatentDiffusion.check_images, LatentDiffusion._check_scale = check_images, _check_scale
 LatentDiffusion.encode_first_stage, LatentDiffusion.decode_first_stage = encode_first_stage, decode_first_stage
 
 # %% ../nbs/12_ldm.ipynb #342efc96
@@ -187,7 +188,7 @@ LatentDiffusion.encode_first_stage, LatentDiffusion.decode_first_stage = encode_
 def estimate_scale_factor(self: LatentDiffusion, images: torch.Tensor, batch_size: int = 256, sample: bool = True,
                           generator: torch.Generator | None = None) -> float:
     "Set `scale_factor` to 1 / std of the first stage's latents of `images` (all coordinates); return it."
-    self._check_images(images, "images"); check_int("batch_size", batch_size, lo=1)
+    self.check_images(images, "images"); check_int("batch_size", batch_size, lo=1)
     if not isinstance(sample, bool): raise TypeError(f"sample must be a bool, got {sample!r}")
     dev = self.scale_factor.device
     n, s1, s2 = 0, torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.float64, device=dev)
@@ -238,7 +239,7 @@ LatentDiffusion.unconditional_conditioning = unconditional_conditioning
 def ldm_forward(self: LatentDiffusion, x: torch.Tensor, labels: torch.Tensor | None = None, c_concat: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, t: torch.Tensor | None = None, noise: torch.Tensor | None = None):
     "Training loss of a batch of images (and labels): `p_losses` on their scaled latents; returns (loss, logs)."
-    self._check_images(x)
+    self.check_images(x)
     if labels is not None:
         if self.cond_stage_model is not None: self.cond_stage_model.check_labels(labels)
         if len(labels) != len(x): raise ValueError(f"labels must have one label per image: {len(x)}, got {len(labels)}")

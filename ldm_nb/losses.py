@@ -16,9 +16,9 @@ from .core import check_int, check_float, check_choice, check_tensor
 from .autoencoder import DiagonalGaussianDistribution
 
 # %% auto #0
-__all__ = ['LPIPS_TRUNK_ENV', 'LPIPS_NETS', 'trunk_weights_path', 'lpips_heads_path', 'LPIPS', 'make_lpips', 'nll_with_logvar',
-           'ActNorm', 'weights_init', 'NLayerDiscriminator', 'hinge_d_loss', 'vanilla_d_loss', 'generator_loss',
-           'adopt_weight', 'calculate_adaptive_weight', 'LPIPSWithDiscriminator']
+__all__ = ['LPIPS_TRUNK_ENV', 'LPIPS_NETS', 'trunk_weights_path', 'lpips_heads_path', 'env_flag', 'LPIPS', 'make_lpips',
+           'nll_with_logvar', 'ActNorm', 'weights_init', 'NLayerDiscriminator', 'hinge_d_loss', 'vanilla_d_loss',
+           'generator_loss', 'adopt_weight', 'calculate_adaptive_weight', 'LPIPSWithDiscriminator']
 
 # %% ../nbs/09_losses.ipynb #1ad5a729
 LPIPS_TRUNK_ENV = "LDM_NB_LPIPS_RANDOM_TRUNK"
@@ -37,7 +37,7 @@ def lpips_heads_path(net: str = "vgg") -> Path:
     check_choice("net", net, tuple(LPIPS_NETS))
     return Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
     "Read a boolean environment variable: 1/true/yes/on or 0/false/no/off/unset; anything else is an error."
     v = os.environ.get(name, "").strip().lower()
     if v in ("1", "true", "yes", "on"): return True
@@ -49,7 +49,7 @@ class LPIPS(lpips.LPIPS):
     "Frozen LPIPS for images (B, 1 or 3, H, W) in [-1, 1] -> (B, 1, 1, 1); never downloads (see `make_lpips`)."
     def __init__(self, net: str = "vgg", random_trunk: bool | None = None):
         path = trunk_weights_path(net)
-        if random_trunk is None: random_trunk = _env_flag(LPIPS_TRUNK_ENV)
+        if random_trunk is None: random_trunk = env_flag(LPIPS_TRUNK_ENV)
         if not isinstance(random_trunk, bool):
             raise TypeError(f"random_trunk must be a bool or None, got {type(random_trunk).__name__}")
         if not random_trunk and not path.is_file():

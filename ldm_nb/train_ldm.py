@@ -440,7 +440,7 @@ def edit_images(ldm: LatentDiffusion, init: torch.Tensor, labels, strength: floa
                 use_ema: bool = True, progress: bool = False) -> torch.Tensor:
     "img2img (`strength`) or inpainting (`mask`, 1 = keep) of one image `init` (1, C, H, W), once per label; returns (B, C, H, W)."
     if (strength is None) == (mask is None): raise ValueError("give exactly one of strength (img2img) or mask (inpainting)")
-    ldm._check_images(init, "init")
+    ldm.check_images(init, "init")
     if init.shape[0] != 1: raise ValueError(f"init must be one image (1, C, H, W), got shape {tuple(init.shape)}")
     if isinstance(labels, torch.Tensor): B = len(check_tensor("labels", labels, ndim=1))
     else: B, labels = check_int("labels (a batch size)", labels, lo=1), None
@@ -547,11 +547,11 @@ def _parse_classes(s):
 def _read_image(path, channels: int, what: str) -> torch.Tensor:
     "A PNG (or any PIL image) as `(1, channels, H, W)` in [-1, 1]."
     from PIL import Image
-    from ldm_nb.data import _to_mode, pil_to_tensor
+    from ldm_nb.data import to_mode, pil_to_tensor
     p = Path(path)
     if not p.is_file(): raise ValueError(f"{what} {str(p)!r} does not exist")
     try:
-        with Image.open(p) as img: return pil_to_tensor(_to_mode(img, channels))[None]
+        with Image.open(p) as img: return pil_to_tensor(to_mode(img, channels))[None]
     except (OSError, ValueError) as e: raise ValueError(f"{what} {str(p)!r} is not a readable image: {one_line(e)}") from None
 
 def _fit(x: torch.Tensor, size: int, what: str, value: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 from .core import check_int, check_float, check_choice, check_tensor, get_device
 from .autoencoder import AutoencoderKL, AutoencoderConfig
-from .losses import LPIPSWithDiscriminator, LPIPS_TRUNK_ENV, _env_flag
+from .losses import LPIPSWithDiscriminator, LPIPS_TRUNK_ENV, env_flag
 from .train import (save_png, load_weights, batch_indices, derive_seed, ImageBatches, JSONConfig, check_strings,
                           config_fields, check_fields, state_tensors, write_checkpoint, read_checkpoint, checkpoint_parts,
                           dist_setup, run_paths, begin_run, load_optimizer, restore_rng, FLAG_HELP, add_config_args, config_from_flags,
@@ -231,7 +231,7 @@ def recon_grid(ae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
 def _resolve_lpips(cfg: VAETrainConfig) -> VAETrainConfig:
     "Pin lpips_random_trunk=None to the environment's value (when LPIPS is used), so the run's config says what ran."
     if cfg.perceptual_weight > 0 and cfg.lpips_random_trunk is None:
-        return dataclasses.replace(cfg, lpips_random_trunk=_env_flag(LPIPS_TRUNK_ENV))
+        return dataclasses.replace(cfg, lpips_random_trunk=env_flag(LPIPS_TRUNK_ENV))
     return cfg
 
 # %% ../nbs/16_train_vae.ipynb #174d6d43
