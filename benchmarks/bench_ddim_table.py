@@ -2,7 +2,8 @@
 and DDIM with S steps and noise eta, from one MNIST DDPM trained for the book.
 
 usage: python benchmarks/bench_ddim_table.py [--run-dir runs/ddim-book] [--train-steps 3000] [--n 1000]
-                                             [--S 10,20,50,100] [--etas 0,0.5,1] [--threads 1] [--boot 50]
+                                             [--S 10,20,50,100] [--etas 0,0.5,1] [--extra 1000:0,1000:1]
+                                             [--threads 1] [--boot 50]
                                              [--timing-batch 50] [--timing-rounds 3]
                                              [--out benchmarks/results/ddim_table.json]
 
@@ -62,6 +63,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--S", default="10,20,50,100")
     ap.add_argument("--etas", default="0,0.5,1")
+    ap.add_argument("--extra", default="1000:0,1000:1", help="more DDIM rows as S:eta pairs (default: S = T for eta 0 and 1)")
     ap.add_argument("--skip-ddpm", action="store_true", help="leave out the (long) DDPM-1000 row")
     ap.add_argument("--boot", type=int, default=50, help="bootstrap resamples for the FD's standard deviation")
     ap.add_argument("--timing-batch", type=int, default=50)
@@ -72,9 +74,12 @@ def main(argv=None):
     for name in ("batch", "threads", "timing_batch", "boot", "train_steps"):
         if getattr(args, name) < 1: ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.timing_rounds < 0: ap.error("--timing-rounds must be >= 0")
-    try: Ss, etas = [int(s) for s in args.S.split(",")], [float(e) for e in args.etas.split(",")]
-    except ValueError: ap.error("--S must be a comma list of integers and --etas of numbers")
-    if any(not 1 <= S <= 1000 for S in Ss) or any(e < 0 for e in etas): ap.error("--S must be in [1, 1000], --etas >= 0")
+    try:
+        Ss, etas = [int(s) for s in args.S.split(",")], [float(e) for e in args.etas.split(",")]
+        extra = [(int(a), float(b)) for a, b in (p.split(":") for p in args.extra.split(",") if p)]
+    except ValueError: ap.error("--S must be a comma list of integers, --etas of numbers, --extra of S:eta pairs")
+    if any(not 1 <= S <= 1000 for S in Ss + [a for a, _ in extra]) or any(e < 0 for e in etas + [b for _, b in extra]):
+        ap.error("every S must be in [1, 1000] and every eta >= 0")
     torch.set_num_threads(args.threads)
     from ldm_nb.train import load_checkpoint, save_png
     from ldm_nb.data import load_mnist
@@ -98,7 +103,8 @@ def main(argv=None):
                loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                fd_floor=fd_floor(args.n, clf), boot=args.boot, paper_table1_cifar10=PAPER, rows=[])
 
-    todo = [("ddim", S, e) for e in etas for S in Ss] + ([] if args.skip_ddpm else [("ddpm", 1000, None)])
+    todo = [("ddim", S, e) for e in etas for S in Ss] + [("ddim", S, e) for S, e in extra if (S, e) not in
+            [(a, b) for a in Ss for b in etas]] + ([] if args.skip_ddpm else [("ddpm", 1000, None)])
     gb = torch.Generator().manual_seed(0)
     for sampler, S, eta in todo:
         f = store / f"{tag(sampler, S, eta)}.pt"
