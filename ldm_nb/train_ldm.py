@@ -418,7 +418,7 @@ def train_ldm(cfg: LDMTrainConfig, resume: bool = False, overwrite: bool = False
         if created: dist.destroy_process_group()
     return ldm
 
-# %% ../nbs/17_train_ldm.ipynb #5acfd2cb
+# %% ../nbs/17_train_ldm.ipynb #3e3bcd4f
 def latent_mask(mask: torch.Tensor, f: int) -> torch.Tensor:
     "A pixel mask `(B, 1, H, W)` (1 = keep) on the latent grid `(B, 1, H/f, W/f)`: a cell is kept only if all its f x f pixels are."
     check_tensor("mask", mask, ndim=4, floating=True); f = check_int("f", f, lo=1)
@@ -537,7 +537,7 @@ def ldm_config_from_args(ns: argparse.Namespace) -> LDMTrainConfig:
     "The LDMTrainConfig that train-ldm flags ask for: defaults < --config (or the run's config.json on --resume) < flags."
     return config_from_flags(ns, LDMTrainConfig, _ldm_defaults, data_fields=("image_size",), implied=_implied)
 
-# %% ../nbs/17_train_ldm.ipynb #9c3eb887
+# %% ../nbs/17_train_ldm.ipynb #991bedac
 def _parse_classes(s):
     "None (all classes) or a list of ints from '3' / '1,4,7' / 'all'."
     if s is None or s.strip().lower() == "all": return None
