@@ -10,6 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
+from fastcore.basics import patch
 from .core import check_int, check_float, check_tensor
 from .unet import UNetConfig, UNetModel, ContextBlock, normalization, zero_module, _num_heads
 
@@ -34,44 +35,50 @@ class CrossAttention(nn.Module):
         self.to_v = nn.Linear(self.context_dim, inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
 
-    def check_inputs(self, x, context=None, mask=None) -> torch.Tensor:
-        "Raise a ValueError naming the expected shapes if `x`, `context` or `mask` do not fit; return the context to use."
-        check_tensor("x", x, floating=True)
-        if x.ndim != 3 or x.shape[-1] != self.query_dim:
-            raise ValueError(f"x must have shape [b, n, query_dim={self.query_dim}], got {_shape(x)}")
-        if context is None:
-            if self.context_dim != self.query_dim:
-                raise ValueError(f"context is required: this layer has context_dim={self.context_dim} != query_dim={self.query_dim}")
-            context = x
-        check_tensor("context", context, floating=True)
-        if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[1] < 1 or context.shape[-1] != self.context_dim:
-            raise ValueError(f"context must have shape [b={x.shape[0]}, m>=1, context_dim={self.context_dim}] (b as in x), got {_shape(context)}")
-        if mask is not None:
-            check_tensor("mask", mask)
-            if mask.dtype != torch.bool: raise TypeError(f"mask must be a bool tensor (True = attend), got dtype {mask.dtype}")
-            if mask.shape != context.shape[:2]:
-                raise ValueError(f"mask must have shape [b, m] = [{context.shape[0]}, {context.shape[1]}], got {_shape(mask)}")
-            if not bool(mask.any(-1).all()): raise ValueError("mask must keep at least one context token for every item")
-        return context
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        context = self.check_inputs(x, context, mask)
-        q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)         # (b, n, h d), (b, m, h d), (b, m, h d)
-        q, k, v = (rearrange(z, "b n (h d) -> b h n d", h=self.heads) for z in (q, k, v))
-        attn_mask = None if mask is None else mask[:, None, None, :]           # (b, 1, 1, m): same for every head and query
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)     # softmax(q k^T / sqrt(d)) v: (b, h, n, d)
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))             # (b, n, query_dim)
-
-    def attention_probs(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        "The attention weights softmax(q k^T / sqrt(d)), shape (b, heads, n, m)."
-        context = self.check_inputs(x, context, mask)
-        q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
-        k = rearrange(self.to_k(context), "b m (h d) -> b h m d", h=self.heads)
-        sim = torch.einsum("bhnd,bhmd->bhnm", q, k) * self.dim_head ** -0.5    # (b, h, n, m)
-        if mask is not None: sim = sim.masked_fill(~mask[:, None, None, :], float("-inf"))
-        return sim.softmax(dim=-1)
-
     def extra_repr(self): return f"query_dim={self.query_dim}, context_dim={self.context_dim}, heads={self.heads}, dim_head={self.dim_head}"
+
+# %% ../nbs/10_attention.ipynb #2baa8d28
+@patch
+def forward(self: CrossAttention, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    "Attend from `x` to `context` (x itself if None), keys with `mask` False left out; the caller checks its inputs."
+    context = x if context is None else context
+    q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)         # (b, n, h d), (b, m, h d), (b, m, h d)
+    q, k, v = (rearrange(z, "b n (h d) -> b h n d", h=self.heads) for z in (q, k, v))
+    attn_mask = None if mask is None else mask[:, None, None, :]           # (b, 1, 1, m): same for every head and query
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)     # softmax(q k^T / sqrt(d)) v: (b, h, n, d)
+    return self.to_out(rearrange(out, "b h n d -> b n (h d)"))             # (b, n, query_dim)
+
+# %% ../nbs/10_attention.ipynb #22688732
+@patch
+def check_inputs(self: CrossAttention, x, context=None, mask=None) -> torch.Tensor:
+    "Raise a ValueError naming the expected shapes if `x`, `context` or `mask` do not fit; return the context to use."
+    check_tensor("x", x, floating=True)
+    if x.ndim != 3 or x.shape[-1] != self.query_dim:
+        raise ValueError(f"x must have shape [b, n, query_dim={self.query_dim}], got {_shape(x)}")
+    if context is None:
+        if self.context_dim != self.query_dim:
+            raise ValueError(f"context is required: this layer has context_dim={self.context_dim} != query_dim={self.query_dim}")
+        context = x
+    check_tensor("context", context, floating=True)
+    if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[1] < 1 or context.shape[-1] != self.context_dim:
+        raise ValueError(f"context must have shape [b={x.shape[0]}, m>=1, context_dim={self.context_dim}] (b as in x), got {_shape(context)}")
+    if mask is not None:
+        check_tensor("mask", mask)
+        if mask.dtype != torch.bool: raise TypeError(f"mask must be a bool tensor (True = attend), got dtype {mask.dtype}")
+        if mask.shape != context.shape[:2]:
+            raise ValueError(f"mask must have shape [b, m] = [{context.shape[0]}, {context.shape[1]}], got {_shape(mask)}")
+        if not bool(mask.any(-1).all()): raise ValueError("mask must keep at least one context token for every item")
+    return context
+
+@patch
+def attention_probs(self: CrossAttention, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    "The attention weights softmax(q k^T / sqrt(d)), shape (b, heads, n, m), after `check_inputs`."
+    context = self.check_inputs(x, context, mask)
+    q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
+    k = rearrange(self.to_k(context), "b m (h d) -> b h m d", h=self.heads)
+    sim = torch.einsum("bhnd,bhmd->bhnm", q, k) * self.dim_head ** -0.5    # (b, h, n, m)
+    if mask is not None: sim = sim.masked_fill(~mask[:, None, None, :], float("-inf"))
+    return sim.softmax(dim=-1)
 
 # %% ../nbs/10_attention.ipynb #bdac1899
 class GEGLU(nn.Module):
@@ -82,8 +89,7 @@ class GEGLU(nn.Module):
         self.proj = nn.Linear(dim_in, 2 * dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, min_ndim=1, floating=True)
-        if x.shape[-1] != self.dim_in: raise ValueError(f"x must have shape [..., dim_in={self.dim_in}], got {_shape(x)}")
+        "`x` (..., dim_in) -> (..., dim_out); the caller checks its inputs."
         a, gate = self.proj(x).chunk(2, dim=-1)                                # (..., dim_out) each
         return a * F.gelu(gate)
 
@@ -99,8 +105,7 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(project_in, nn.Dropout(dropout), nn.Linear(inner, dim_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, min_ndim=1, floating=True)
-        if x.shape[-1] != self.dim: raise ValueError(f"x must have shape [..., dim={self.dim}], got {_shape(x)}")
+        "`x` (..., dim) -> (..., dim_out); the caller checks its inputs."
         return self.net(x)
 
 # %% ../nbs/10_attention.ipynb #64d7a494
@@ -115,8 +120,7 @@ class BasicTransformerBlock(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        check_tensor("x", x, floating=True)
-        if x.ndim != 3 or x.shape[-1] != self.dim: raise ValueError(f"x must have shape [b, n, dim={self.dim}], got {_shape(x)}")
+        "Tokens (b, n, dim) -> (b, n, dim); the caller checks its inputs."
         x = x + self.attn1(self.norm1(x))                        # (b, n, dim)
         x = x + self.attn2(self.norm2(x), context=context)
         return x + self.ff(self.norm3(x))
@@ -137,10 +141,7 @@ class SpatialTransformer(ContextBlock):
         self.proj_out = zero_module(nn.Conv2d(inner, in_channels, 1))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, floating=True)
-        if x.shape[1] != self.in_channels: raise ValueError(f"x must have shape [B, in_channels={self.in_channels}, H, W], got {_shape(x)}")
-        if self.context_dim is not None and context is None:
-            raise ValueError(f"context is required: this SpatialTransformer has context_dim={self.context_dim} (a [B, L, {self.context_dim}] tensor)")
+        "Feature maps (B, C, H, W) -> (B, C, H, W), attending to `context` (B, L, D); the caller checks its inputs."
         H, W = x.shape[-2:]
         h = rearrange(self.proj_in(self.norm(x)), "b c h w -> b (h w) c")     # (B, HW, inner)
         for block in self.transformer_blocks: h = block(h, context=context)
@@ -153,8 +154,8 @@ class SpatialTransformer(ContextBlock):
 @dataclass
 class ConditionalUNetConfig(UNetConfig):
     "`UNetConfig` plus cross-attention: `context_dim` (D of a [B, L, D] context; None = none) and `transformer_depth`."
-    context_dim: int | None = None
-    transformer_depth: int = 1
+    context_dim: int | None = None    # width D of the [B, L, D] context tokens; None: no cross-attention
+    transformer_depth: int = 1        # transformer blocks in each SpatialTransformer
 
     def validate(self) -> ConditionalUNetConfig:
         super().validate()
@@ -166,6 +167,7 @@ class ConditionalUNetConfig(UNetConfig):
         check_int("transformer_depth", self.transformer_depth, lo=1)
         return self
 
+# %% ../nbs/10_attention.ipynb #c3005558
 class ConditionalUNet(UNetModel):
     "UNetModel whose attention layers are `SpatialTransformer`s cross-attending to `context` when `cfg.context_dim` is set."
     def __init__(self, cfg: UNetConfig | None = None, **kwargs):
@@ -184,6 +186,7 @@ class ConditionalUNet(UNetModel):
 
     def check_context(self, x: torch.Tensor, context) -> None:
         "Raise a ValueError if `context` does not fit this model: required and [B, L, context_dim] iff context_dim is set."
+        check_tensor("x", x, ndim=4, floating=True)
         D = self.cfg.context_dim
         if D is None:
             if context is not None: raise ValueError("context was given but the model has no cross-attention (set context_dim)")
@@ -194,8 +197,9 @@ class ConditionalUNet(UNetModel):
             raise ValueError(f"context must have shape [B, L, {D}] with B = {x.shape[0]} (the batch of x), got {_shape(context)}")
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_inputs(x, timesteps, y); self.check_context(x, context)
-        return super().forward(x, timesteps, context, y)
+        "Check the context, then x, timesteps and y (`check_inputs`), once per call; run the unchecked `_forward`."
+        self.check_context(x, context); self.check_inputs(x, timesteps, y)
+        return self._forward(x, timesteps, context, y)
 
 # %% ../nbs/10_attention.ipynb #86dfc64c
 CONDITIONING_KEYS = (None, "concat", "crossattn", "adm", "hybrid")
@@ -232,7 +236,8 @@ class DiffusionWrapper(nn.Module):
 # %% ../nbs/10_attention.ipynb #31a843a9
 _USES = {None: (), "concat": ("c_concat",), "crossattn": ("c_crossattn",), "adm": ("y",), "hybrid": ("c_concat", "c_crossattn")}
 
-def _check_conditions(self: DiffusionWrapper, x, c_concat, c_crossattn, y) -> None:
+@patch
+def check_conditions(self: DiffusionWrapper, x, c_concat, c_crossattn, y) -> None:
     "Raise a ValueError naming the mode and the expected shape if a condition is missing, extra or misshapen."
     k, cfg, uses = self.conditioning_key, self.diffusion_model.cfg, _USES[self.conditioning_key]
     B, C, H, W = x.shape
@@ -259,12 +264,12 @@ def _check_conditions(self: DiffusionWrapper, x, c_concat, c_crossattn, y) -> No
         if tuple(y.shape) != ((B,) if cfg.num_classes else (B, cfg.adm_in_channels)):
             raise ValueError(f"conditioning_key={k!r} expects y of shape {expect['y']}, got {_shape(y)} (B = {B})")
 
-def _wrapper_forward(self: DiffusionWrapper, x: torch.Tensor, t: torch.Tensor, c_concat=None, c_crossattn=None, y=None) -> torch.Tensor:
+# %% ../nbs/10_attention.ipynb #cd35c187
+@patch
+def forward(self: DiffusionWrapper, x: torch.Tensor, t: torch.Tensor, c_concat=None, c_crossattn=None, y=None) -> torch.Tensor:
     "The UNet's output for `x` at timesteps `t` under this wrapper's conditions."
     check_tensor("x", x, ndim=4, floating=True)
     c_concat, c_crossattn = _cat_list("c_concat", c_concat), _cat_list("c_crossattn", c_crossattn)
     self.check_conditions(x, c_concat, c_crossattn, y)
     if c_concat is not None: x = torch.cat([x, c_concat], dim=1)              # (B, C + Cc, H, W)
     return self.diffusion_model(x, t, context=c_crossattn, y=y)
-
-DiffusionWrapper.check_conditions, DiffusionWrapper.forward = _check_conditions, _wrapper_forward

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
+from fastcore.basics import patch
 from .core import check_int, check_float, check_tensor
 
 # %% auto #0
@@ -43,31 +44,35 @@ class DiagonalGaussianDistribution:
         "The mode (= mean) of the distribution."
         return self.mean
 
-    def kl(self, other: DiagonalGaussianDistribution | None = None) -> torch.Tensor:
-        "KL(self || other), summed over all but the batch dim; `other=None` means N(0, I). Shape (B,)."
-        if self.deterministic: return self._zeros()
-        if other is None:
-            return 0.5 * torch.sum(self.mean ** 2 + self.var - 1.0 - self.logvar, dim=self._dims)
-        if not isinstance(other, DiagonalGaussianDistribution):
-            raise TypeError(f"other must be a DiagonalGaussianDistribution or None, got {type(other).__name__}")
-        if other.mean.shape != self.mean.shape:
-            raise ValueError(f"other must have the same shape {tuple(self.mean.shape)}, got {tuple(other.mean.shape)}")
-        if other.deterministic: raise ValueError("other must not be deterministic: the KL to a point mass is infinite")
-        return 0.5 * torch.sum((self.mean - other.mean) ** 2 / other.var + self.var / other.var
-                               - 1.0 - self.logvar + other.logvar, dim=self._dims)
-
-    def nll(self, sample: torch.Tensor, dims=(1, 2, 3)) -> torch.Tensor:
-        "Negative log-density of `sample`, summed over `dims`."
-        check_tensor("sample", sample, floating=True)
-        if sample.shape != self.mean.shape:
-            raise ValueError(f"sample must have the shape of the mean {tuple(self.mean.shape)}, got {tuple(sample.shape)}")
-        dims = list(dims)
-        if not dims or any(not isinstance(d, int) or not 0 < d < self.mean.ndim for d in dims):
-            raise ValueError(f"dims must be non-batch dims in [1, {self.mean.ndim - 1}], got {dims}")
-        if self.deterministic: return self._zeros()
-        return 0.5 * torch.sum(math.log(2.0 * math.pi) + self.logvar + (sample - self.mean) ** 2 / self.var, dim=dims)
-
     def __repr__(self): return f"DiagonalGaussianDistribution(shape={tuple(self.mean.shape)}, deterministic={self.deterministic})"
+
+# %% ../nbs/08_autoencoder.ipynb #df76fe03
+@patch
+def kl(self: DiagonalGaussianDistribution, other: DiagonalGaussianDistribution | None = None) -> torch.Tensor:
+    "KL(self || other), summed over all but the batch dim; `other=None` means N(0, I). Shape (B,)."
+    if self.deterministic: return self._zeros()
+    if other is None:
+        return 0.5 * torch.sum(self.mean ** 2 + self.var - 1.0 - self.logvar, dim=self._dims)
+    if not isinstance(other, DiagonalGaussianDistribution):
+        raise TypeError(f"other must be a DiagonalGaussianDistribution or None, got {type(other).__name__}")
+    if other.mean.shape != self.mean.shape:
+        raise ValueError(f"other must have the same shape {tuple(self.mean.shape)}, got {tuple(other.mean.shape)}")
+    if other.deterministic: raise ValueError("other must not be deterministic: the KL to a point mass is infinite")
+    return 0.5 * torch.sum((self.mean - other.mean) ** 2 / other.var + self.var / other.var
+                           - 1.0 - self.logvar + other.logvar, dim=self._dims)
+
+# %% ../nbs/08_autoencoder.ipynb #1ead1479
+@patch
+def nll(self: DiagonalGaussianDistribution, sample: torch.Tensor, dims=(1, 2, 3)) -> torch.Tensor:
+    "Negative log-density of `sample`, summed over `dims`."
+    check_tensor("sample", sample, floating=True)
+    if sample.shape != self.mean.shape:
+        raise ValueError(f"sample must have the shape of the mean {tuple(self.mean.shape)}, got {tuple(sample.shape)}")
+    dims = list(dims)
+    if not dims or any(not isinstance(d, int) or not 0 < d < self.mean.ndim for d in dims):
+        raise ValueError(f"dims must be non-batch dims in [1, {self.mean.ndim - 1}], got {dims}")
+    if self.deterministic: return self._zeros()
+    return 0.5 * torch.sum(math.log(2.0 * math.pi) + self.logvar + (sample - self.mean) ** 2 / self.var, dim=dims)
 
 # %% ../nbs/08_autoencoder.ipynb #44fdeb2d
 def Normalize(in_channels: int, num_groups: int = 32) -> nn.GroupNorm:
@@ -77,13 +82,12 @@ def Normalize(in_channels: int, num_groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=num_groups, num_channels=in_channels, eps=1e-6, affine=True)
 
 class ResnetBlock(nn.Module):
-    "GroupNorm-SiLU-conv twice, plus a shortcut (identity, 1x1 or 3x3 conv); no timestep embedding."
+    "GroupNorm-SiLU-conv twice, plus a shortcut (identity, 1x1 or 3x3 conv); no timestep embedding. The caller checks its inputs."
     def __init__(self, in_channels: int, out_channels: int | None = None, conv_shortcut: bool = False,
                  dropout: float = 0.0, num_groups: int = 32):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, lo=1)
-        self.out_channels = in_channels if out_channels is None else check_int("out_channels", out_channels, lo=1)
-        check_float("dropout", dropout, lo=0, hi=1, hi_open=True)
+        self.in_channels = in_channels
+        self.out_channels = in_channels if out_channels is None else out_channels
         self.use_conv_shortcut = bool(conv_shortcut)
         self.norm1 = Normalize(in_channels, num_groups)
         self.conv1 = nn.Conv2d(in_channels, self.out_channels, 3, padding=1)
@@ -103,10 +107,10 @@ class ResnetBlock(nn.Module):
 
 # %% ../nbs/08_autoencoder.ipynb #9375925d
 class AttnBlock(nn.Module):
-    "Single-head spatial self-attention with a residual connection (CompVis `AttnBlock`), via SDPA."
+    "Single-head spatial self-attention with a residual connection (CompVis `AttnBlock`), via SDPA. The caller checks its inputs."
     def __init__(self, in_channels: int, num_groups: int = 32):
         super().__init__()
-        self.in_channels = check_int("in_channels", in_channels, lo=1)
+        self.in_channels = in_channels
         self.norm = Normalize(in_channels, num_groups)
         self.q, self.k, self.v = (nn.Conv2d(in_channels, in_channels, 1) for _ in range(3))
         self.proj_out = nn.Conv2d(in_channels, in_channels, 1)
@@ -120,22 +124,125 @@ class AttnBlock(nn.Module):
 
 # %% ../nbs/08_autoencoder.ipynb #a12ab4a5
 class Downsample(nn.Module):
-    "Halve H and W: pad (0, 1, 0, 1) then a stride-2 3x3 conv (CompVis / TF 'SAME' padding)."
+    "Halve H and W: pad (0, 1, 0, 1) then a stride-2 3x3 conv (CompVis / TF 'SAME' padding). The caller checks its inputs."
     def __init__(self, in_channels: int):
         super().__init__()
-        self.conv = nn.Conv2d(check_int("in_channels", in_channels, lo=1), in_channels, 3, stride=2, padding=0)
+        self.conv = nn.Conv2d(in_channels, in_channels, 3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0))   # (B, C, H/2, W/2)
 
 class Upsample(nn.Module):
-    "Double H and W: nearest-neighbour x2 then a 3x3 conv."
+    "Double H and W: nearest-neighbour x2 then a 3x3 conv. The caller checks its inputs."
     def __init__(self, in_channels: int):
         super().__init__()
-        self.conv = nn.Conv2d(check_int("in_channels", in_channels, lo=1), in_channels, 3, padding=1)
+        self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C, 2H, 2W)
+
+# %% ../nbs/08_autoencoder.ipynb #80079df2
+def _level(block_in: int, block_out: int, n_blocks: int, attn: bool, dropout: float, num_groups: int) -> nn.Module:
+    "One resolution level: `n_blocks` ResnetBlocks (block_in -> block_out), each followed by an AttnBlock if `attn`."
+    level = nn.Module(); level.block, level.attn = nn.ModuleList(), nn.ModuleList()
+    for _ in range(n_blocks):
+        level.block.append(ResnetBlock(block_in, block_out, dropout=dropout, num_groups=num_groups))
+        block_in = block_out
+        if attn: level.attn.append(AttnBlock(block_in, num_groups))
+    return level
+
+def _mid(block_in: int, dropout: float, num_groups: int) -> nn.Module:
+    "The middle block: ResnetBlock, AttnBlock, ResnetBlock at constant width."
+    mid = nn.Module()
+    mid.block_1 = ResnetBlock(block_in, block_in, dropout=dropout, num_groups=num_groups)
+    mid.attn_1 = AttnBlock(block_in, num_groups)
+    mid.block_2 = ResnetBlock(block_in, block_in, dropout=dropout, num_groups=num_groups)
+    return mid
+
+def _run_level(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    "Every block of `level`, each followed by its attention if the level has it."
+    for i, block in enumerate(level.block):
+        h = block(h)
+        if len(level.attn): h = level.attn[i](h)
+    return h
+
+def _run_mid(mid: nn.Module, h: torch.Tensor) -> torch.Tensor: return mid.block_2(mid.attn_1(mid.block_1(h)))
+
+# %% ../nbs/08_autoencoder.ipynb #9b1a9ebe
+class Encoder(nn.Module):
+    "Image (B, in_channels, H, W) -> moments (B, 2*z_channels, H/f, W/f) (CompVis `Encoder`). The caller checks its inputs."
+    def __init__(self, *, ch: int, out_ch: int, ch_mult=(1, 2, 4, 8), num_res_blocks: int, attn_resolutions=(),
+                 dropout: float = 0.0, in_channels: int, resolution: int, z_channels: int, double_z: bool = True,
+                 num_groups: int = 32, **ignore_kwargs):
+        super().__init__()
+        self.ch, self.in_channels, self.resolution = ch, in_channels, resolution
+        self.num_resolutions, self.num_res_blocks = len(ch_mult), num_res_blocks
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        curr_res, in_ch_mult = resolution, (1, *ch_mult)
+        self.down = nn.ModuleList()
+        for i_level in range(self.num_resolutions):
+            block_in, block_out = ch * in_ch_mult[i_level], ch * ch_mult[i_level]
+            down = _level(block_in, block_out, num_res_blocks, curr_res in attn_resolutions, dropout, num_groups)
+            if i_level != self.num_resolutions - 1:
+                down.downsample = Downsample(block_out); curr_res //= 2
+            self.down.append(down)
+        self.mid = _mid(block_out, dropout, num_groups)
+        self.norm_out = Normalize(block_out, num_groups)
+        self.conv_out = nn.Conv2d(block_out, 2 * z_channels if double_z else z_channels, 3, padding=1)
+
+    @property
+    def downsample_factor(self) -> int: return 2 ** (self.num_resolutions - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)                                                # (B, ch, H, W)
+        for down in self.down:
+            h = _run_level(down, h)
+            if hasattr(down, "downsample"): h = down.downsample(h)
+        h = _run_mid(self.mid, h)                                          # (B, ch*ch_mult[-1], H/f, W/f)
+        return self.conv_out(F.silu(self.norm_out(h)))                     # (B, 2*z_channels, H/f, W/f)
+
+# %% ../nbs/08_autoencoder.ipynb #d96a95bd
+class Decoder(nn.Module):
+    "Latent (B, z_channels, h, w) -> image (B, out_ch, h*f, w*f) (CompVis `Decoder`). The caller checks its inputs."
+    def __init__(self, *, ch: int, out_ch: int, ch_mult=(1, 2, 4, 8), num_res_blocks: int, attn_resolutions=(),
+                 dropout: float = 0.0, in_channels: int, resolution: int, z_channels: int,
+                 num_groups: int = 32, **ignore_kwargs):
+        super().__init__()
+        self.ch, self.z_channels, self.resolution = ch, z_channels, resolution
+        self.num_resolutions, self.num_res_blocks = len(ch_mult), num_res_blocks
+        block_in = ch * ch_mult[-1]
+        curr_res = resolution // 2 ** (self.num_resolutions - 1)
+        self.conv_in = nn.Conv2d(z_channels, block_in, 3, padding=1)
+        self.mid = _mid(block_in, dropout, num_groups)
+        self.up = nn.ModuleList()
+        for i_level in reversed(range(self.num_resolutions)):
+            block_out = ch * ch_mult[i_level]
+            up = _level(block_in, block_out, num_res_blocks + 1, curr_res in attn_resolutions, dropout, num_groups)
+            block_in = block_out
+            if i_level != 0:
+                up.upsample = Upsample(block_in); curr_res *= 2
+            self.up.insert(0, up)                                          # up[0] is the full-resolution level
+        self.norm_out = Normalize(block_in, num_groups)
+        self.conv_out = nn.Conv2d(block_in, out_ch, 3, padding=1)
+
+    @property
+    def downsample_factor(self) -> int: return 2 ** (self.num_resolutions - 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = _run_mid(self.mid, self.conv_in(z))                            # (B, ch*ch_mult[-1], h, w)
+        for up in reversed(self.up):
+            h = _run_level(up, h)
+            if hasattr(up, "upsample"): h = up.upsample(h)
+        return self.conv_out(F.silu(self.norm_out(h)))                     # (B, out_ch, h*f, w*f)
+
+# %% ../nbs/08_autoencoder.ipynb #1185340c
+def pad_to(x: torch.Tensor, multiple: int, value: float = -1.0) -> torch.Tensor:
+    "Pad (B, C, H, W) symmetrically with `value` so H and W become multiples of `multiple`."
+    check_tensor("x", x, ndim=4)
+    check_int("multiple", multiple, lo=1); check_float("value", value)
+    H, W = x.shape[-2:]
+    ph, pw = -H % multiple, -W % multiple                                 # pixels to add
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="constant", value=value)
 
 # %% ../nbs/08_autoencoder.ipynb #eeb0a403
 def _check_ddconfig(ch, out_ch, ch_mult, num_res_blocks, attn_resolutions, dropout, in_channels,
@@ -175,124 +282,22 @@ def _check_size(h: int, w: int, f: int) -> None:
         raise ValueError(f"spatial size {h}x{w} is not divisible by the downsampling factor f={f}; "
                          f"pad it first, e.g. pad_to(x, {f}) pads {h}x{w} to {ph}x{pw}")
 
-# %% ../nbs/08_autoencoder.ipynb #9b1a9ebe
-class Encoder(nn.Module):
-    "Image (B, in_channels, H, W) -> moments (B, 2*z_channels, H/f, W/f) (CompVis `Encoder`)."
-    def __init__(self, *, ch: int, out_ch: int, ch_mult=(1, 2, 4, 8), num_res_blocks: int, attn_resolutions=(),
-                 dropout: float = 0.0, in_channels: int, resolution: int, z_channels: int, double_z: bool = True,
-                 num_groups: int = 32, **ignore_kwargs):
-        super().__init__()
-        ch_mult, attn_resolutions = _check_ddconfig(ch, out_ch, ch_mult, num_res_blocks, attn_resolutions, dropout,
-                                                    in_channels, resolution, z_channels, num_groups)
-        self.ch, self.in_channels, self.resolution = ch, in_channels, resolution
-        self.num_resolutions, self.num_res_blocks = len(ch_mult), num_res_blocks
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
-        curr_res, in_ch_mult = resolution, (1,) + ch_mult
-        self.down = nn.ModuleList()
-        for i_level in range(self.num_resolutions):
-            block, attn = nn.ModuleList(), nn.ModuleList()
-            block_in, block_out = ch * in_ch_mult[i_level], ch * ch_mult[i_level]
-            for _ in range(num_res_blocks):
-                block.append(ResnetBlock(block_in, block_out, dropout=dropout, num_groups=num_groups))
-                block_in = block_out
-                if curr_res in attn_resolutions: attn.append(AttnBlock(block_in, num_groups))
-            down = nn.Module(); down.block, down.attn = block, attn
-            if i_level != self.num_resolutions - 1:
-                down.downsample = Downsample(block_in); curr_res //= 2
-            self.down.append(down)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout=dropout, num_groups=num_groups)
-        self.mid.attn_1 = AttnBlock(block_in, num_groups)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout=dropout, num_groups=num_groups)
-        self.norm_out = Normalize(block_in, num_groups)
-        self.conv_out = nn.Conv2d(block_in, 2 * z_channels if double_z else z_channels, 3, padding=1)
-
-    @property
-    def downsample_factor(self) -> int: return 2 ** (self.num_resolutions - 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_image("x", x, self.in_channels, self.downsample_factor, "in_channels")
-        h = self.conv_in(x)                                                # (B, ch, H, W)
-        for down in self.down:
-            for i, block in enumerate(down.block):
-                h = block(h)
-                if len(down.attn): h = down.attn[i](h)
-            if hasattr(down, "downsample"): h = down.downsample(h)
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))         # (B, ch*ch_mult[-1], H/f, W/f)
-        return self.conv_out(F.silu(self.norm_out(h)))                     # (B, 2*z_channels, H/f, W/f)
-
-# %% ../nbs/08_autoencoder.ipynb #d96a95bd
-class Decoder(nn.Module):
-    "Latent (B, z_channels, h, w) -> image (B, out_ch, h*f, w*f) (CompVis `Decoder`)."
-    def __init__(self, *, ch: int, out_ch: int, ch_mult=(1, 2, 4, 8), num_res_blocks: int, attn_resolutions=(),
-                 dropout: float = 0.0, in_channels: int, resolution: int, z_channels: int,
-                 num_groups: int = 32, **ignore_kwargs):
-        super().__init__()
-        ch_mult, attn_resolutions = _check_ddconfig(ch, out_ch, ch_mult, num_res_blocks, attn_resolutions, dropout,
-                                                    in_channels, resolution, z_channels, num_groups)
-        self.ch, self.z_channels, self.resolution = ch, z_channels, resolution
-        self.num_resolutions, self.num_res_blocks = len(ch_mult), num_res_blocks
-        block_in = ch * ch_mult[-1]
-        curr_res = resolution // 2 ** (self.num_resolutions - 1)
-        self.conv_in = nn.Conv2d(z_channels, block_in, 3, padding=1)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout=dropout, num_groups=num_groups)
-        self.mid.attn_1 = AttnBlock(block_in, num_groups)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout=dropout, num_groups=num_groups)
-        self.up = nn.ModuleList()
-        for i_level in reversed(range(self.num_resolutions)):
-            block, attn = nn.ModuleList(), nn.ModuleList()
-            block_out = ch * ch_mult[i_level]
-            for _ in range(num_res_blocks + 1):
-                block.append(ResnetBlock(block_in, block_out, dropout=dropout, num_groups=num_groups))
-                block_in = block_out
-                if curr_res in attn_resolutions: attn.append(AttnBlock(block_in, num_groups))
-            up = nn.Module(); up.block, up.attn = block, attn
-            if i_level != 0:
-                up.upsample = Upsample(block_in); curr_res *= 2
-            self.up.insert(0, up)                                          # up[0] is the full-resolution level
-        self.norm_out = Normalize(block_in, num_groups)
-        self.conv_out = nn.Conv2d(block_in, out_ch, 3, padding=1)
-
-    @property
-    def downsample_factor(self) -> int: return 2 ** (self.num_resolutions - 1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        _check_image("z", z, self.z_channels, 1, "z_channels")
-        h = self.conv_in(z)                                                # (B, ch*ch_mult[-1], h, w)
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        for up in reversed(self.up):
-            for i, block in enumerate(up.block):
-                h = block(h)
-                if len(up.attn): h = up.attn[i](h)
-            if hasattr(up, "upsample"): h = up.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))                     # (B, out_ch, h*f, w*f)
-
-# %% ../nbs/08_autoencoder.ipynb #1185340c
-def pad_to(x: torch.Tensor, multiple: int, value: float = -1.0) -> torch.Tensor:
-    "Pad (B, C, H, W) symmetrically with `value` so H and W become multiples of `multiple`."
-    check_tensor("x", x, ndim=4)
-    check_int("multiple", multiple, lo=1); check_float("value", value)
-    H, W = x.shape[-2:]
-    ph, pw = -H % multiple, -W % multiple                                 # pixels to add
-    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="constant", value=value)
-
 # %% ../nbs/08_autoencoder.ipynb #8a982968
 @dataclass
 class AutoencoderConfig:
     "Hyper-parameters of `AutoencoderKL`: CompVis's `ddconfig` plus `embed_dim`; MNIST-sized defaults."
-    resolution: int = 32          # the size `attn_resolutions` is counted from
-    in_channels: int = 1
-    out_ch: int = 1
-    ch: int = 32
-    ch_mult: tuple = (1, 2, 2)    # f = 2 ** (len(ch_mult) - 1)
-    num_res_blocks: int = 1
-    attn_resolutions: tuple = ()
-    dropout: float = 0.0
-    z_channels: int = 4
-    double_z: bool = True
-    embed_dim: int = 4
-    num_groups: int = 32
+    resolution: int = 32          # image side that attn_resolutions are counted from
+    in_channels: int = 1          # channels of the input images
+    out_ch: int = 1               # channels of the reconstructions
+    ch: int = 32                  # base channels, the width of the first level
+    ch_mult: tuple = (1, 2, 2)    # channel multiplier per level; f = 2 ** (len(ch_mult) - 1)
+    num_res_blocks: int = 1       # residual blocks per level (the decoder has one more)
+    attn_resolutions: tuple = ()  # level resolutions that get self-attention, e.g. (16,)
+    dropout: float = 0.0          # dropout in the residual blocks
+    z_channels: int = 4           # latent channels inside encoder and decoder
+    double_z: bool = True         # the encoder outputs a mean and a log-variance (must be True)
+    embed_dim: int = 4            # channels of the latent z the diffusion model sees
+    num_groups: int = 32          # number of GroupNorm groups (must divide every width)
 
     def __post_init__(self):
         self.ch_mult, self.attn_resolutions = _check_ddconfig(
@@ -330,24 +335,30 @@ class AutoencoderKL(nn.Module):
         f = self.downsample_factor; _check_size(h, w, f)
         return (self.embed_dim, h // f, w // f)
 
-    def encode(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
-        "The posterior q(z | x) of images `x` (B, in_channels, H, W)."
-        moments = self.quant_conv(self.encoder(x))                         # (B, 2*embed_dim, H/f, W/f)
-        return DiagonalGaussianDistribution(moments)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        "Images (B, out_ch, h*f, w*f) from latents `z` (B, embed_dim, h, w)."
-        _check_image("z", z, self.embed_dim, 1, "embed_dim")
-        return self.decoder(self.post_quant_conv(z))
-
-    def forward(self, x: torch.Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None):
-        "Reconstruct `x` from a posterior sample (or its mode); returns (reconstruction, posterior)."
-        if not isinstance(sample_posterior, bool):
-            raise TypeError(f"sample_posterior must be a bool, got {type(sample_posterior).__name__}")
-        posterior = self.encode(x)
-        z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
-        return self.decode(z), posterior
-
     def get_last_layer(self) -> torch.Tensor:
         "The decoder's last conv weight (for the adaptive GAN weight of chapter 09)."
         return self.decoder.conv_out.weight
+
+# %% ../nbs/08_autoencoder.ipynb #da27176f
+@patch
+def encode(self: AutoencoderKL, x: torch.Tensor) -> DiagonalGaussianDistribution:
+    "The posterior q(z | x) of images `x` (B, in_channels, H, W)."
+    _check_image("x", x, self.cfg.in_channels, self.downsample_factor, "in_channels")
+    moments = self.quant_conv(self.encoder(x))                         # (B, 2*embed_dim, H/f, W/f)
+    return DiagonalGaussianDistribution(moments)
+
+@patch
+def decode(self: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
+    "Images (B, out_ch, h*f, w*f) from latents `z` (B, embed_dim, h, w)."
+    _check_image("z", z, self.embed_dim, 1, "embed_dim")
+    return self.decoder(self.post_quant_conv(z))
+
+# %% ../nbs/08_autoencoder.ipynb #7d17868b
+@patch
+def forward(self: AutoencoderKL, x: torch.Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None):
+    "Reconstruct `x` from a posterior sample (or its mode); returns (reconstruction, posterior)."
+    if not isinstance(sample_posterior, bool):
+        raise TypeError(f"sample_posterior must be a bool, got {type(sample_posterior).__name__}")
+    posterior = self.encode(x)
+    z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
+    return self.decode(z), posterior

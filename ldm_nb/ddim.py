@@ -5,29 +5,29 @@
 # %% ../nbs/07_ddim.ipynb #7358acfc
 from __future__ import annotations
 import math
+from typing import NamedTuple
 import torch
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import check_int, check_float, check_choice, check_tensor
-from .posterior import predict_start_from_noise, predict_noise_from_start, predict_start_from_v, predict_noise_from_v
 
 # %% auto #0
-__all__ = ['DISCRETIZATIONS', 'ddim_timesteps', 'ddim_sigmas', 'DDIMSampler', 'ddim_sample', 'ddim_invert']
+__all__ = ['DISCRETIZATIONS', 'SAMPLERS', 'ddim_timesteps', 'ddim_sigmas', 'DDIMSampler']
 
 # %% ../nbs/07_ddim.ipynb #dbf3f38a
 DISCRETIZATIONS = ("uniform", "quad")
 
-def ddim_timesteps(num_timesteps: int, S: int, discretize: str = "uniform") -> torch.Tensor:
-    "The S selected timesteps, ascending, distinct, in [0, num_timesteps), the last one num_timesteps - 1."
+def ddim_timesteps(num_timesteps: int, sample_steps: int, discretize: str = "uniform") -> torch.Tensor:
+    "The `sample_steps` (S) selected timesteps, ascending, distinct, in [0, num_timesteps), the last one num_timesteps - 1."
     T = check_int("num_timesteps", num_timesteps, lo=1)
-    check_int("S", S, lo=1, hi=T)
+    S = check_int("sample_steps", sample_steps, lo=1, hi=T)
     check_choice("discretize", discretize, DISCRETIZATIONS)
-    i = torch.arange(1, S + 1, dtype=torch.float64)
-    frac = i / S if discretize == "uniform" else (i / S) ** 2
-    ts = (frac * T).round().long() - 1
-    ts = ts.clamp(0, T - 1)
-    for k in range(1, S):                       # keep them strictly increasing (only 'quad' can collide)
-        if ts[k] <= ts[k - 1]: ts[k] = ts[k - 1] + 1
-    return ts
+    ts = []
+    for i in range(1, S + 1):                   # in Python ints: building the steps reads no tensor
+        frac = i / S if discretize == "uniform" else (i / S) * (i / S)
+        t = min(max(round(frac * T) - 1, 0), T - 1)
+        ts.append(max(t, ts[-1] + 1) if ts else t)   # keep them strictly increasing (only 'quad' can collide)
+    return torch.tensor(ts)
 
 # %% ../nbs/07_ddim.ipynb #b33f33e7
 def ddim_sigmas(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, eta: float):
@@ -38,9 +38,30 @@ def ddim_sigmas(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, eta: floa
     sigmas = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()     # sigma_t in the paper
     return a, a_prev, sigmas
 
+# %% ../nbs/07_ddim.ipynb #eae865ed
+class _StepCoefs(NamedTuple):
+    "The numbers one DDIM step needs, as Python floats: computed once by `set_timesteps`, so a step reads no tensor."
+    t: int               # the step's timestep
+    a: float             # ᾱ_t
+    a_prev: float        # ᾱ of the step taken next (1 after the last)
+    sigma: float         # σ_t(η)
+    sqrt_a_prev: float   # sqrt(ᾱ_prev), the coefficient of x̂0
+    dir_coef: float      # sqrt(1 - ᾱ_prev - σ²), the coefficient of ε̂
+    recip: float         # the schedule's 1 / sqrt(ᾱ_t)
+    recipm1: float       # the schedule's sqrt(1 / ᾱ_t - 1)
+    sqrt_a: float        # the schedule's sqrt(ᾱ_t)
+    sqrt_1ma: float      # the schedule's sqrt(1 - ᾱ_t)
+
+def _step_coefs(sch, ts: torch.Tensor, a: torch.Tensor, a_prev: torch.Tensor, sigmas: torch.Tensor) -> list[_StepCoefs]:
+    "One `_StepCoefs` per step of `ts`, in its order (each schedule vector is read once)."
+    conv = [getattr(sch, n).detach().cpu()[ts].tolist() for n in
+            ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")]
+    return [_StepCoefs(t, ai, ap, s, math.sqrt(ap), math.sqrt(max(1. - ap - s ** 2, 0.)), *c)
+            for t, ai, ap, s, *c in zip(ts.tolist(), a.tolist(), a_prev.tolist(), sigmas.tolist(), *conv)]
+
 # %% ../nbs/07_ddim.ipynb #68c6628a
 class DDIMSampler:
-    "DDIM sampling and inversion over S selected timesteps of a trained diffusion model."
+    "DDIM sampling and inversion over `sample_steps` (S) selected timesteps of a trained diffusion model."
     def __init__(self, model, model_fn=None):
         for attr in ("schedule", "cfg", "apply_model"):
             if not hasattr(model, attr): raise TypeError(f"model must be a DDPM-like object with .{attr}, got {type(model).__name__}")
@@ -48,71 +69,85 @@ class DDIMSampler:
         self.parameterization = model.cfg.parameterization
         self.timesteps = None
 
-    def set_timesteps(self, S: int, discretize: str = "uniform", eta: float = 0.):
-        "Select S steps and precompute ᾱ, ᾱ_prev and σ(η) for them."
-        self.S, self.eta = S, check_float("eta", eta, lo=0)
-        ts = ddim_timesteps(self.model.schedule.num_timesteps, S, discretize)
-        a, a_prev, sig = ddim_sigmas(self.model.schedule.alphas_cumprod, ts, eta)
-        if (sig ** 2 > 1 - a_prev + 1e-12).any():
+    def set_timesteps(self, sample_steps: int, discretize: str = "uniform", eta: float = 0.):
+        "Select `sample_steps` (S) steps and compute, once, every number of every step (ᾱ, ᾱ_prev, σ(η), coefficients)."
+        self.eta = check_float("eta", eta, lo=0)
+        sch = self.model.schedule
+        ts = ddim_timesteps(sch.num_timesteps, sample_steps, discretize)
+        a, a_prev, sig = ddim_sigmas(sch.alphas_cumprod.detach().cpu(), ts, eta)
+        if any(s * s > 1 - p + 1e-12 for s, p in zip(sig.tolist(), a_prev.tolist())):
             raise ValueError(f"eta={eta} is too large for these steps: sigma^2 exceeds 1 - alpha_bar_prev (use eta <= 1)")
         # descending: index 0 is the first step taken (the noisiest)
+        self.sample_steps = sample_steps
         self.timesteps, self.alphas, self.alphas_prev, self.sigmas = ts.flip(0), a.flip(0), a_prev.flip(0), sig.flip(0)
+        self._steps = _step_coefs(sch, self.timesteps, self.alphas, self.alphas_prev, self.sigmas)
         return self
 
-    def _eps_x0(self, out, x, t):
-        sch, p = self.model.schedule, self.parameterization
-        if p == "eps": return out, predict_start_from_noise(sch, x, t, out)
-        if p == "x0": return predict_noise_from_start(sch, x, t, out), out
-        return predict_noise_from_v(sch, x, t, out), predict_start_from_v(sch, x, t, out)
+# %% ../nbs/07_ddim.ipynb #282dace7
+@patch
+def _eps_x0(self: DDIMSampler, out, x, c: _StepCoefs):
+    "ε̂ and x̂0 from the network's output `out` at step `c` (the caller checks its inputs)."
+    p = self.parameterization
+    if p == "eps": return out, c.recip * x - c.recipm1 * out
+    if p == "x0": return (c.recip * x - out) / c.recipm1, out
+    return c.sqrt_1ma * x + c.sqrt_a * out, c.sqrt_a * x - c.sqrt_1ma * out       # v
 
-    def step(self, model_output, i: int, x, generator=None, clip_denoised: bool = False):
-        "One DDIM update from the i-th selected step (0 = noisiest); returns (x_prev, pred_x0)."
-        if self.timesteps is None: raise RuntimeError("call set_timesteps(S) before step()")
-        check_int("i", i, lo=0, hi=len(self.timesteps) - 1)
-        t = torch.full((x.shape[0],), int(self.timesteps[i]), device=x.device, dtype=torch.long)
-        eps, x0 = self._eps_x0(model_output, x, t)
-        if clip_denoised:
-            x0 = x0.clamp(-1, 1); eps = predict_noise_from_start(self.model.schedule, x, t, x0)
-        a_prev, sigma = self.alphas_prev[i].item(), self.sigmas[i].item()
-        dir_xt = math.sqrt(max(1. - a_prev - sigma ** 2, 0.)) * eps        # direction pointing to x_t
-        x_prev = math.sqrt(a_prev) * x0 + dir_xt
-        if sigma > 0: x_prev = x_prev + sigma * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        return x_prev, x0
+@patch
+def _step(self: DDIMSampler, model_output, i: int, x, generator=None, clip_denoised: bool = False):
+    "`step` without the checks: the caller checks its inputs."
+    c = self._steps[i]
+    eps, x0 = self._eps_x0(model_output, x, c)
+    if clip_denoised:
+        x0 = x0.clamp(-1, 1); eps = (c.recip * x - x0) / c.recipm1
+    x_prev = c.sqrt_a_prev * x0 + c.dir_coef * eps                      # the direction pointing to x_t
+    if c.sigma > 0: x_prev = x_prev + c.sigma * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+    return x_prev, x0
+
+@patch
+def step(self: DDIMSampler, model_output, i: int, x, generator=None, clip_denoised: bool = False):
+    "One DDIM update from the i-th selected step (0 = noisiest); returns (x_prev, pred_x0)."
+    if self.timesteps is None: raise RuntimeError("call set_timesteps(sample_steps) before step()")
+    check_int("i", i, lo=0, hi=len(self.timesteps) - 1)
+    return self._step(model_output, i, x, generator, clip_denoised)
 
 # %% ../nbs/07_ddim.ipynb #45247c57
+@patch
 @torch.no_grad()
-def ddim_sample(self: DDIMSampler, shape, S: int = 50, eta: float = 0., discretize: str = "uniform",
-                x_T: torch.Tensor | None = None, generator=None, clip_denoised: bool = False, progress: bool = True,
-                return_intermediates: bool = False, **cond):
-    "Sample with S model calls; `x_T` (drawn if None) fixes the start, η = 0 makes it deterministic."
+def sample(self: DDIMSampler, shape, sample_steps: int = 50, eta: float = 0., discretize: str = "uniform",
+           x_T: torch.Tensor | None = None, generator=None, clip_denoised: bool = False, progress: bool = True,
+           return_intermediates: bool = False, **cond):
+    "Sample with `sample_steps` (S) model calls; `x_T` (drawn if None) fixes the start, η = 0 makes it deterministic."
     shape = tuple(shape)
-    self.set_timesteps(S, discretize, eta)
+    if len(shape) < 2: raise ValueError(f"shape must be (B, C, ...), got {shape}")
+    self.set_timesteps(sample_steps, discretize, eta)
     p = next(iter(self.model.parameters()), None) if hasattr(self.model, "parameters") else None
     device = x_T.device if x_T is not None else (p.device if p is not None else torch.device("cpu"))
     if x_T is None: x = torch.randn(shape, device=device, generator=generator)
-    elif tuple(x_T.shape) != shape: raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
+    elif tuple(check_tensor("x_T", x_T, floating=True).shape) != shape: raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
     else: x = x_T
     inter = {"x": [x], "pred_x0": []}
-    for i in tqdm(range(S), desc=f"DDIM sampling (S={S}, eta={eta})", disable=not progress, leave=False):
-        t = torch.full((shape[0],), int(self.timesteps[i]), device=device, dtype=torch.long)
-        x, x0 = self.step(self.model_fn(x, t, **cond), i, x, generator, clip_denoised)
+    for i in tqdm(range(sample_steps), desc=f"DDIM sampling (S={sample_steps}, eta={eta})", disable=not progress, leave=False):
+        t = torch.full((shape[0],), self._steps[i].t, device=device, dtype=torch.long)   # from a Python int
+        x, x0 = self._step(self.model_fn(x, t, **cond), i, x, generator, clip_denoised)
         if return_intermediates: inter["x"].append(x); inter["pred_x0"].append(x0)
     return (x, inter) if return_intermediates else x
 
-@torch.no_grad()
-def ddim_invert(self: DDIMSampler, x0: torch.Tensor, S: int = 50, discretize: str = "uniform",
-                progress: bool = True, **cond):
-    "DDIM inversion: run the η = 0 update forwards from a clean x0 to an x_T (S model calls)."
-    check_tensor("x0", x0, min_ndim=2, floating=True)
-    self.set_timesteps(S, discretize, 0.)
-    ts, a, a_prev = self.timesteps.flip(0), self.alphas.flip(0), self.alphas_prev.flip(0)   # ascending
-    x = x0
-    for k in tqdm(range(S), desc="DDIM inversion", disable=not progress, leave=False):
-        # from the level a_prev[k] (1 for the clean start) up to a[k], with eps evaluated at step ts[k]
-        t = torch.full((x.shape[0],), int(ts[k]), device=x.device, dtype=torch.long)
-        eps, _ = self._eps_x0(self.model_fn(x, t, **cond), x, t)
-        x0_hat = (x - math.sqrt(1 - a_prev[k].item()) * eps) / math.sqrt(a_prev[k].item())
-        x = math.sqrt(a[k].item()) * x0_hat + math.sqrt(1 - a[k].item()) * eps
-    return x
+# %% ../nbs/07_ddim.ipynb #26bfa8ae
+SAMPLERS = ("ddpm", "ddim")
 
-DDIMSampler.sample, DDIMSampler.invert = ddim_sample, ddim_invert
+# %% ../nbs/07_ddim.ipynb #d2237664
+@patch
+@torch.no_grad()
+def invert(self: DDIMSampler, x0: torch.Tensor, sample_steps: int = 50, discretize: str = "uniform",
+           progress: bool = True, **cond):
+    "DDIM inversion: run the η = 0 update forwards from a clean x0 to an x_T (`sample_steps` (S) model calls)."
+    check_tensor("x0", x0, min_ndim=2, floating=True)
+    self.set_timesteps(sample_steps, discretize, 0.)
+    x = x0
+    for c in tqdm(self._steps[::-1], desc="DDIM inversion", disable=not progress, leave=False):   # ascending
+        # from the level c.a_prev (1 for the clean start) up to c.a, with eps evaluated at step c.t
+        t = torch.full((x.shape[0],), c.t, device=x.device, dtype=torch.long)
+        eps, _ = self._eps_x0(self.model_fn(x, t, **cond), x, c)
+        x0_hat = (x - math.sqrt(1 - c.a_prev) * eps) / math.sqrt(c.a_prev)
+        x = math.sqrt(c.a) * x0_hat + math.sqrt(1 - c.a) * eps
+    return x

@@ -10,16 +10,16 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import check_int, check_float, check_choice, check_tensor, check_timesteps, extract
 from .schedules import NoiseSchedule
-from .forward import q_sample
+from .forward import q_sample, extract_like
 from .posterior import q_posterior_mean_variance, predict_start_from_noise, predict_start_from_v, get_v
 from .elbo import lvlb_weights
 
 # %% auto #0
-__all__ = ['PARAMETERIZATIONS', 'LOSS_TYPES', 'DDPMConfig', 'EMA', 'DDPM', 'p_losses', 'ddpm_forward', 'OracleModel',
-           'p_mean_variance', 'p_sample', 'p_sample_loop', 'ema_scope', 'ddpm_sample']
+__all__ = ['PARAMETERIZATIONS', 'LOSS_TYPES', 'DDPMConfig', 'EMA', 'DDPM', 'OracleModel']
 
 # %% ../nbs/06_ddpm.ipynb #08f0ac73
 PARAMETERIZATIONS = ("eps", "x0", "v")
@@ -28,19 +28,19 @@ LOSS_TYPES = ("l1", "l2")
 @dataclass
 class DDPMConfig:
     "Everything that defines the diffusion process and its loss (the network has its own config)."
-    timesteps: int = 1000
-    beta_schedule: str = "linear"
-    linear_start: float = 1e-4
-    linear_end: float = 2e-2
-    cosine_s: float = 8e-3
-    v_posterior: float = 0.
-    parameterization: str = "eps"
-    loss_type: str = "l2"
-    l_simple_weight: float = 1.
-    original_elbo_weight: float = 0.
-    clip_denoised: bool = True
-    use_ema: bool = True
-    ema_decay: float = 0.9999
+    timesteps: int = 1000               # diffusion steps T (training, and DDPM sampling)
+    beta_schedule: str = "linear"       # noise schedule: linear, cosine, sqrt_linear or sqrt
+    linear_start: float = 1e-4          # first beta of the linear schedules
+    linear_end: float = 2e-2            # last beta of the linear schedules
+    cosine_s: float = 8e-3              # offset s of the cosine schedule
+    v_posterior: float = 0.             # reverse variance: (1 - v) * posterior variance + v * beta
+    parameterization: str = "eps"       # what the network predicts: eps, x0 or v
+    loss_type: str = "l2"               # per-pixel error of the loss: l1 or l2
+    l_simple_weight: float = 1.         # weight of the simple loss (lambda_simple)
+    original_elbo_weight: float = 0.    # weight of the lvlb-weighted loss (lambda_elbo)
+    clip_denoised: bool = True          # clip the predicted x0 to [-1, 1] when sampling
+    use_ema: bool = True                # keep an EMA of the weights, used for sampling
+    ema_decay: float = 0.9999           # decay of the EMA of the weights
 
     def __post_init__(self):
         check_int("timesteps", self.timesteps, lo=1)
@@ -97,32 +97,48 @@ class DDPM(nn.Module):
             raise ValueError(f"model output shape {tuple(out.shape)} must equal the input shape {tuple(x_t.shape)}")
         return out
 
-    def get_target(self, x_start, noise, t):
-        "What the network is trained to output, for this parameterization."
-        p = self.cfg.parameterization
-        return noise if p == "eps" else x_start if p == "x0" else get_v(self.schedule, x_start, noise, t)
-
-    def predict_start(self, x_t, t, model_out):
-        "The network's estimate of $x_0$."
-        p = self.cfg.parameterization
-        if p == "eps": return predict_start_from_noise(self.schedule, x_t, t, model_out)
-        if p == "x0": return model_out
-        return predict_start_from_v(self.schedule, x_t, t, model_out)
-
     def _check_x(self, x):
+        "Check a batch `x` given by the user: a float tensor `(B, ...)`."
         check_tensor("x", x, min_ndim=2, floating=True)
         return x
 
     def _check_t(self, t, x):
+        "Check timesteps `t` given by the user: `(B,)` integers in [0, T) (reads their values: once, not per step)."
         check_timesteps(t, self.num_timesteps)
         if t.shape[0] != x.shape[0]: raise ValueError(f"t must have one timestep per item: {x.shape[0]}, got {t.shape[0]}")
         return t
+
+# %% ../nbs/06_ddpm.ipynb #343a4c6e
+@patch
+def get_target(self: DDPM, x_start, noise, t):
+    "What the network is trained to output, for this parameterization (the caller checks its inputs)."
+    p, s = self.cfg.parameterization, self.schedule
+    if p == "eps": return noise
+    if p == "x0": return x_start
+    return extract_like(s.sqrt_alphas_cumprod, t, x_start) * noise - extract_like(s.sqrt_one_minus_alphas_cumprod, t, x_start) * x_start
+
+@patch
+def predict_start(self: DDPM, x_t, t, model_out):
+    "The network's estimate of $x_0$ (the caller checks its inputs)."
+    p, s = self.cfg.parameterization, self.schedule
+    if p == "x0": return model_out
+    if p == "eps":
+        return extract_like(s.sqrt_recip_alphas_cumprod, t, x_t) * x_t - extract_like(s.sqrt_recipm1_alphas_cumprod, t, x_t) * model_out
+    return extract_like(s.sqrt_alphas_cumprod, t, x_t) * x_t - extract_like(s.sqrt_one_minus_alphas_cumprod, t, x_t) * model_out
+
+@patch
+def _posterior(self: DDPM, x_start, x_t, t):
+    "Mean, variance and clipped log-variance of $q(x_{t-1} | x_t, x_0)$ (the caller checks its inputs)."
+    s = self.schedule
+    mean = extract_like(s.posterior_mean_coef1, t, x_start) * x_start + extract_like(s.posterior_mean_coef2, t, x_start) * x_t
+    return mean, extract_like(s.posterior_variance, t, x_start), extract_like(s.posterior_log_variance_clipped, t, x_start)
 
 # %% ../nbs/06_ddpm.ipynb #d3bb3af0
 def _per_item_loss(pred, target, loss_type):
     err = (pred - target).abs() if loss_type == "l1" else (pred - target) ** 2
     return err.mean(dim=tuple(range(1, err.ndim)))      # (B,)
 
+@patch
 def p_losses(self: DDPM, x_start, t, noise=None, **cond):
     "The training loss at timesteps `t`, and a dict of its terms (CompVis `p_losses`)."
     self._check_x(x_start); self._check_t(t, x_start)
@@ -136,14 +152,13 @@ def p_losses(self: DDPM, x_start, t, noise=None, **cond):
     total = self.cfg.l_simple_weight * loss_simple + self.cfg.original_elbo_weight * loss_vlb
     return total, {"loss": total.detach(), "loss_simple": loss_simple.detach(), "loss_vlb": loss_vlb.detach()}
 
-def ddpm_forward(self: DDPM, x, t=None, noise=None, generator: torch.Generator | None = None, **cond):
+@patch
+def forward(self: DDPM, x, t=None, noise=None, generator: torch.Generator | None = None, **cond):
     "`p_losses` at `t` and `noise`; each drawn when not given ($t \\sim U\\{0..T-1\\}$, $\\epsilon \\sim N(0, I)$)."
     self._check_x(x)
     if t is None: t = torch.randint(0, self.num_timesteps, (x.shape[0],), device=x.device, generator=generator)
     if noise is None: noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
     return self.p_losses(x, t, noise=noise, **cond)
-
-DDPM.p_losses, DDPM.forward = p_losses, ddpm_forward
 
 # %% ../nbs/06_ddpm.ipynb #2f77f450
 class OracleModel(nn.Module):
@@ -160,27 +175,42 @@ class OracleModel(nn.Module):
         return out + self.offset
 
 # %% ../nbs/06_ddpm.ipynb #7dd8293c
+@patch
+def _p_mean_variance(self: DDPM, x, t, clip: bool, model_fn=None, **cond):
+    "`p_mean_variance` for a step of a loop: the caller checks its inputs and resolves `clip`."
+    x_recon = self.predict_start(x, t, (model_fn or self.apply_model)(x, t, **cond))
+    if clip: x_recon = x_recon.clamp(-1., 1.)
+    mean, var, log_var = self._posterior(x_recon, x, t)
+    return mean, var, log_var, x_recon
+
+@patch
 def p_mean_variance(self: DDPM, x, t, clip_denoised: bool | None = None, model_fn=None, **cond):
     "Mean, variance and log-variance of $p_\\theta(x_{t-1} | x_t)$, and the $\\hat x_0$ they use."
     self._check_x(x); self._check_t(t, x)
     clip = self.cfg.clip_denoised if clip_denoised is None else clip_denoised
-    x_recon = self.predict_start(x, t, (model_fn or self.apply_model)(x, t, **cond))
-    if clip: x_recon = x_recon.clamp(-1., 1.)
-    mean, var, log_var = q_posterior_mean_variance(self.schedule, x_recon, x, t)
-    return mean, var, log_var, x_recon
+    return self._p_mean_variance(x, t, clip, model_fn, **cond)
 
+# %% ../nbs/06_ddpm.ipynb #aadf7ae9
+@patch
 @torch.no_grad()
-def p_sample(self: DDPM, x, t, clip_denoised: bool | None = None, generator: torch.Generator | None = None,
-             model_fn=None, **cond):
-    "One ancestral step $x_t \\to x_{t-1}$ (`model_fn(x, t, **cond)` replaces `apply_model` if given, e.g. for guidance)."
-    mean, _, log_var, _ = self.p_mean_variance(x, t, clip_denoised, model_fn=model_fn, **cond)
+def _p_sample(self: DDPM, x, t, clip: bool, generator: torch.Generator | None = None, model_fn=None, **cond):
+    "`p_sample` for a step of a loop: the caller checks its inputs and resolves `clip`."
+    mean, _, log_var, _ = self._p_mean_variance(x, t, clip, model_fn, **cond)
     noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
     nonzero = (t != 0).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))   # no noise at t == 0
     return mean + nonzero * (0.5 * log_var).exp() * noise
 
-DDPM.p_mean_variance, DDPM.p_sample = p_mean_variance, p_sample
+@patch
+@torch.no_grad()
+def p_sample(self: DDPM, x, t, clip_denoised: bool | None = None, generator: torch.Generator | None = None,
+             model_fn=None, **cond):
+    "One ancestral step $x_t \\to x_{t-1}$ (`model_fn(x, t, **cond)` replaces `apply_model` if given, e.g. for guidance)."
+    self._check_x(x); self._check_t(t, x)
+    clip = self.cfg.clip_denoised if clip_denoised is None else clip_denoised
+    return self._p_sample(x, t, clip, generator, model_fn, **cond)
 
 # %% ../nbs/06_ddpm.ipynb #3f01e8aa
+@patch
 @torch.no_grad()
 def p_sample_loop(self: DDPM, shape, x_T: torch.Tensor | None = None, generator: torch.Generator | None = None,
                   return_intermediates: bool = False, log_every_t: int = 100, progress: bool = True,
@@ -188,19 +218,22 @@ def p_sample_loop(self: DDPM, shape, x_T: torch.Tensor | None = None, generator:
     "Sample $x_0$ by running the reverse process from $x_T$ (drawn if not given) down to $t = 0$."
     shape = tuple(shape)
     if len(shape) < 2: raise ValueError(f"shape must be (B, C, ...), got {shape}")
+    check_int("log_every_t", log_every_t, lo=1)
     p = next(iter(self.parameters()), None)
     device = x_T.device if x_T is not None else (p.device if p is not None else torch.device("cpu"))
     if x_T is None: x = torch.randn(shape, device=device, generator=generator)
-    elif tuple(x_T.shape) != shape: raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
+    elif tuple(check_tensor("x_T", x_T, floating=True).shape) != shape: raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
     else: x = x_T
-    check_int("log_every_t", log_every_t, lo=1)
+    clip = self.cfg.clip_denoised if clip_denoised is None else clip_denoised
     inter = [x]
     for i in tqdm(range(self.num_timesteps - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False):
-        t = torch.full((shape[0],), i, device=device, dtype=torch.long)
-        x = self.p_sample(x, t, clip_denoised, generator=generator, model_fn=model_fn, **cond)
-        if i % log_every_t == 0 or i == 0: inter.append(x)
+        t = torch.full((shape[0],), i, device=device, dtype=torch.long)      # from a Python int: nothing to check
+        x = self._p_sample(x, t, clip, generator, model_fn, **cond)
+        if i % log_every_t == 0: inter.append(x)
     return (x, inter) if return_intermediates else x
 
+# %% ../nbs/06_ddpm.ipynb #af0ff2be
+@patch
 @contextmanager
 def ema_scope(self: DDPM):
     "Swap the EMA weights into the network for the duration of the block (a no-op without EMA)."
@@ -212,11 +245,10 @@ def ema_scope(self: DDPM):
         with torch.no_grad():
             for p, s in zip(self.model.parameters(), saved): p.copy_(s)
 
+@patch
 @torch.no_grad()
-def ddpm_sample(self: DDPM, batch_size: int, shape, use_ema: bool = True, **kwargs):
+def sample(self: DDPM, batch_size: int, shape, use_ema: bool = True, **kwargs):
     "Draw `batch_size` samples of per-item `shape` (e.g. (1, 28, 28)), with the EMA weights if available."
     check_int("batch_size", batch_size, lo=1)
     with (self.ema_scope() if use_ema else nullcontext()):
         return self.p_sample_loop((batch_size, *shape), **kwargs)
-
-DDPM.p_sample_loop, DDPM.ema_scope, DDPM.sample = p_sample_loop, ema_scope, ddpm_sample

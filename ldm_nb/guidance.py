@@ -18,9 +18,9 @@ from .unet import timestep_embedding, ResBlock, Downsample, normalization
 from .ddim import DDIMSampler
 
 # %% auto #0
-__all__ = ['drop_labels', 'drop_conditions', 'cfg_combine', 'cfg_combine_w', 'cfg_model_fn', 'NoisyClassifierConfig',
-           'NoisyClassifier', 'noisy_classifier_loss', 'classifier_log_prob_grad', 'classifier_guided_model_fn',
-           'img2img_steps', 'ddim_img2img', 'check_mask', 'ddim_inpaint']
+__all__ = ['drop_labels', 'drop_conditions', 'guidance_combine', 'guidance_combine_w', 'classifier_free_model_fn',
+           'NoisyClassifierConfig', 'NoisyClassifier', 'noisy_classifier_loss', 'classifier_log_prob_grad',
+           'classifier_guided_model_fn', 'img2img_steps', 'ddim_img2img', 'check_mask', 'ddim_inpaint']
 
 # %% ../nbs/11_guidance.ipynb #fe57b285
 def _drop_mask(B: int, p_uncond: float, generator, device) -> torch.Tensor:
@@ -75,14 +75,14 @@ def drop_conditions(cond: dict, uncond: dict, p_uncond: float, generator: torch.
     return out
 
 # %% ../nbs/11_guidance.ipynb #8f5c5fb3
-def cfg_combine(out_cond: torch.Tensor, out_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+def guidance_combine(out_cond: torch.Tensor, out_uncond: torch.Tensor, scale: float) -> torch.Tensor:
     "CompVis's guidance: `out_uncond + scale * (out_cond - out_uncond)` (exact for scale 0 and 1)."
     scale = check_float("scale", scale)
     if out_cond.shape != out_uncond.shape:
         raise ValueError(f"out_cond {tuple(out_cond.shape)} and out_uncond {tuple(out_uncond.shape)} must have the same shape")
     return torch.lerp(out_uncond, out_cond, scale)
 
-def cfg_combine_w(out_cond: torch.Tensor, out_uncond: torch.Tensor, w: float) -> torch.Tensor:
+def guidance_combine_w(out_cond: torch.Tensor, out_uncond: torch.Tensor, w: float) -> torch.Tensor:
     "The seed's form: `(1 + w) * out_cond - w * out_uncond` (Ho & Salimans' guidance weight w)."
     w = check_float("w", w)
     return (1 + w) * out_cond - w * out_uncond
@@ -99,17 +99,18 @@ def _cat_halves(name: str, u, c, B: int):
         out.append(torch.cat([_batch_like(name, ui.to(device=ci.device, dtype=ci.dtype), ci), ci]))   # (2B, ...)
     return out if is_list else out[0]
 
-def cfg_model_fn(apply_model, cond: dict, uncond: dict, scale: float):
-    "A `model_fn(x, t)` for classifier-free guidance: one network call on [uncond; cond], combined with `cfg_combine`."
+def classifier_free_model_fn(apply_model, cond: dict, uncond: dict, scale: float):
+    "A `model_fn(x, t)` for classifier-free guidance: one network call on [uncond; cond], combined with `guidance_combine`."
     if not callable(apply_model): raise TypeError(f"apply_model must be callable as apply_model(x, t, **cond), got {type(apply_model).__name__}")
     _check_cond_dicts(cond, uncond)
     scale = check_float("scale", scale)
+    doubled = {}                            # batch size -> the conditions on [uncond; cond], built at the first call
     def model_fn(x: torch.Tensor, t: torch.Tensor, **extra) -> torch.Tensor:
         if extra: raise TypeError(f"the guided model_fn takes its conditions from cond/uncond; got extra {sorted(extra)}")
         B = x.shape[0]
-        c_in = {k: _cat_halves(k, uncond[k], cond[k], B) for k in cond}
-        out_uncond, out_cond = apply_model(torch.cat([x, x]), torch.cat([t, t]), **c_in).chunk(2)   # (B, ...) each
-        return cfg_combine(out_cond, out_uncond, scale)
+        if B not in doubled: doubled[B] = {k: _cat_halves(k, uncond[k], cond[k], B) for k in cond}
+        out_uncond, out_cond = apply_model(torch.cat([x, x]), torch.cat([t, t]), **doubled[B]).chunk(2)   # (B, ...) each
+        return guidance_combine(out_cond, out_uncond, scale)
     return model_fn
 
 # %% ../nbs/11_guidance.ipynb #a4afa3c2
@@ -187,40 +188,47 @@ def classifier_guided_model_fn(apply_model, classifier: nn.Module, labels: torch
     return model_fn
 
 # %% ../nbs/11_guidance.ipynb #60de8005
-def img2img_steps(strength: float, S: int) -> int:
-    "How many of the S DDIM steps img2img takes: $n = \\lceil \\text{strength} \\cdot S \\rceil$, between 1 and S."
+def img2img_steps(strength: float, sample_steps: int) -> int:
+    "How many of the `sample_steps` (S) DDIM steps img2img takes: $n = \\lceil \\text{strength} \\cdot S \\rceil$, between 1 and S."
     s = check_float("strength", strength, lo=0, hi=1, lo_open=True)
-    S = check_int("S", S, lo=1)
+    S = check_int("sample_steps", sample_steps, lo=1)
     return min(S, max(1, math.ceil(s * S - 1e-9)))
 
+# %% ../nbs/11_guidance.ipynb #4a9d5d20
+def _randn(x: torch.Tensor, generator) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+def _noised(sampler: DDIMSampler, x0: torch.Tensor, i: int, noise: torch.Tensor) -> torch.Tensor:
+    "`q_sample` of `x0` to the level of the sampler's i-th step, with the coefficients `set_timesteps` computed (reads nothing)."
+    c = sampler._steps[i]
+    return c.sqrt_a * x0 + c.sqrt_1ma * noise                  # the schedule's sqrt(abar_t), sqrt(1 - abar_t)
+
 def _denoise(sampler: DDIMSampler, x, i0: int, generator, clip_denoised, progress, desc, cond, x0=None, mask=None):
-    "Run the sampler's steps i0..S-1 from x; with a mask, re-impose the noised known region after each step."
-    for i in tqdm(range(i0, len(sampler.timesteps)), desc=desc, disable=not progress, leave=False):
-        t = torch.full((x.shape[0],), int(sampler.timesteps[i]), device=x.device, dtype=torch.long)
-        x, _ = sampler.step(sampler.model_fn(x, t, **cond), i, x, generator, clip_denoised)
-        if mask is not None:
-            if i + 1 < len(sampler.timesteps):                 # known region at the level just reached, t_prev
-                t_prev = torch.full_like(t, int(sampler.timesteps[i + 1]))
-                known = q_sample(sampler.model.schedule, x0, t_prev, generator=generator)
-            else: known = x0                                   # after the last step: alpha_bar_prev = 1, x0 itself
+    "Run the sampler's steps i0..S-1 from x; with a mask, re-impose the noised known region after each step (the caller checks)."
+    S = len(sampler._steps)
+    for i in tqdm(range(i0, S), desc=desc, disable=not progress, leave=False):
+        t = torch.full((x.shape[0],), sampler._steps[i].t, device=x.device, dtype=torch.long)   # from a Python int
+        x, _ = sampler._step(sampler.model_fn(x, t, **cond), i, x, generator, clip_denoised)
+        if mask is not None:     # the known region at the level just reached (step i + 1's); after the last step, x0 itself
+            known = _noised(sampler, x0, i + 1, _randn(x0, generator)) if i + 1 < S else x0
             x = mask * known + (1 - mask) * x
     return x
 
 @torch.no_grad()
-def ddim_img2img(sampler: DDIMSampler, x0: torch.Tensor, strength: float, S: int = 50, eta: float = 0.,
+def ddim_img2img(sampler: DDIMSampler, x0: torch.Tensor, strength: float, sample_steps: int = 50, eta: float = 0.,
                  discretize: str = "uniform", noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
                  clip_denoised: bool = False, progress: bool = True, **cond) -> torch.Tensor:
-    "SDEdit: noise `x0` to the first of the last ⌈strength·S⌉ DDIM steps with `q_sample`, then denoise with those steps."
+    "SDEdit: noise `x0` to the first of the last ⌈strength·S⌉ of `sample_steps` (S) DDIM steps with `q_sample`, then denoise with those."
     if not isinstance(sampler, DDIMSampler): raise TypeError(f"sampler must be a DDIMSampler, got {type(sampler).__name__}")
     check_tensor("x0", x0, min_ndim=2, floating=True)
-    n = img2img_steps(strength, S)
-    sampler.set_timesteps(S, discretize, eta)
-    i0 = S - n                                                 # index of tau_n in the descending timesteps
-    t0 = torch.full((x0.shape[0],), int(sampler.timesteps[i0]), device=x0.device, dtype=torch.long)
-    if noise is not None and noise.shape != x0.shape:
+    n = img2img_steps(strength, sample_steps)
+    sampler.set_timesteps(sample_steps, discretize, eta)
+    i0 = sample_steps - n                                                 # index of tau_n in the descending timesteps
+    if noise is None: noise = _randn(x0, generator)
+    elif check_tensor("noise", noise, floating=True).shape != x0.shape:
         raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
-    x = q_sample(sampler.model.schedule, x0, t0, noise=noise, generator=generator)
-    return _denoise(sampler, x, i0, generator, clip_denoised, progress, f"img2img ({n} of {S} steps)", cond)
+    x = _noised(sampler, x0, i0, noise)
+    return _denoise(sampler, x, i0, generator, clip_denoised, progress, f"img2img ({n} of {sample_steps} steps)", cond)
 
 # %% ../nbs/11_guidance.ipynb #cf730d35
 def check_mask(mask: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -234,16 +242,15 @@ def check_mask(mask: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     return m
 
 @torch.no_grad()
-def ddim_inpaint(sampler: DDIMSampler, x0: torch.Tensor, mask: torch.Tensor, S: int = 50, eta: float = 0.,
+def ddim_inpaint(sampler: DDIMSampler, x0: torch.Tensor, mask: torch.Tensor, sample_steps: int = 50, eta: float = 0.,
                  discretize: str = "uniform", x_T: torch.Tensor | None = None, generator: torch.Generator | None = None,
                  clip_denoised: bool = False, progress: bool = True, **cond) -> torch.Tensor:
-    "Fill the region where `mask` is 0 and keep `x0` where it is 1, blending the noised known region at every DDIM step."
+    "Fill the region where `mask` is 0 and keep `x0` where it is 1, blending the noised known region at each of `sample_steps` (S) DDIM steps."
     if not isinstance(sampler, DDIMSampler): raise TypeError(f"sampler must be a DDIMSampler, got {type(sampler).__name__}")
     check_tensor("x0", x0, min_ndim=2, floating=True)
     m = check_mask(mask, x0)
-    sampler.set_timesteps(S, discretize, eta)
+    sampler.set_timesteps(sample_steps, discretize, eta)
     if x_T is None: x_T = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     elif x_T.shape != x0.shape: raise ValueError(f"x_T must have the shape of x0 {tuple(x0.shape)}, got {tuple(x_T.shape)}")
-    t0 = torch.full((x0.shape[0],), int(sampler.timesteps[0]), device=x0.device, dtype=torch.long)
-    x = m * q_sample(sampler.model.schedule, x0, t0, generator=generator) + (1 - m) * x_T
-    return _denoise(sampler, x, 0, generator, clip_denoised, progress, f"inpainting (S={S})", cond, x0=x0, mask=m)
+    x = m * _noised(sampler, x0, 0, _randn(x0, generator)) + (1 - m) * x_T
+    return _denoise(sampler, x, 0, generator, clip_denoised, progress, f"inpainting (S={sample_steps})", cond, x0=x0, mask=m)

@@ -9,19 +9,20 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 import torch
 from torch import nn
+import torch.nn.functional as F
 from einops import rearrange
-from .core import check_int, check_float, check_choice, check_tensor
+from fastcore.basics import patch
+from .core import check_int, check_float, check_choice, check_tensor, make_generator
 from .ddpm import DDPM, DDPMConfig
-from .ddim import DDIMSampler
+from .ddim import DDIMSampler, SAMPLERS
 from .autoencoder import AutoencoderKL
 from .unet import UNetModel
 from .attention import DiffusionWrapper, CONDITIONING_KEYS
-from .guidance import drop_labels, cfg_model_fn
+from .guidance import drop_labels, classifier_free_model_fn, ddim_img2img, ddim_inpaint
 
 # %% auto #0
-__all__ = ['EMBED_MODES', 'SAMPLERS', 'ClassEmbedder', 'LDMConfig', 'LatentDiffusion', 'check_images', 'encode_first_stage',
-           'decode_first_stage', 'estimate_scale_factor', 'get_learned_conditioning', 'null_labels',
-           'unconditional_conditioning', 'ldm_forward', 'sample_images']
+__all__ = ['EMBED_MODES', 'ClassEmbedder', 'LDMConfig', 'LatentDiffusion', 'guided_model_fn', 'class_grid', 'latent_mask',
+           'edit_images', 'sample_ldm']
 
 # %% ../nbs/12_ldm.ipynb #5ea48a6c
 EMBED_MODES = ("crossattn", "adm")
@@ -66,15 +67,15 @@ class ClassEmbedder(nn.Module):
 @dataclass
 class LDMConfig(DDPMConfig):
     "`DDPMConfig` plus latent diffusion's conditioning, condition dropout and latent scale factor (CompVis LDM defaults)."
-    linear_start: float = 1.5e-3
-    linear_end: float = 1.95e-2
-    clip_denoised: bool = False          # latents are not in [-1, 1]
-    conditioning_key: str | None = None  # None, 'crossattn', 'adm', 'concat', 'hybrid'
-    num_classes: int | None = None       # K; label K is the null token
-    cond_embed_dim: int = 32             # D of the class embeddings
-    n_cond_tokens: int = 1               # L tokens per label (crossattn / hybrid)
-    p_uncond: float = 0.                 # probability of replacing a label by the null label in training
-    scale_factor: float | None = 1.      # fixed s; None = estimate it from data
+    linear_start: float = 1.5e-3         # first beta of the linear schedule (CompVis LDM)
+    linear_end: float = 1.95e-2          # last beta of the linear schedule (CompVis LDM)
+    clip_denoised: bool = False          # clip predicted z0 to [-1, 1] (off: latents are not in it)
+    conditioning_key: str | None = None  # how the condition enters: crossattn, adm, concat, hybrid or None
+    num_classes: int | None = None       # number of classes K; label K is the null token
+    cond_embed_dim: int = 32             # width D of the class embeddings
+    n_cond_tokens: int = 1               # tokens L per label (crossattn / hybrid)
+    p_uncond: float = 0.                 # probability of the null label in training (for guidance)
+    scale_factor: float | None = 1.      # latent scale s; None: estimate it from data
     scale_by_std: bool = False           # estimate s on the first training batch if not done before
 
     @property
@@ -132,6 +133,7 @@ class LatentDiffusion(DDPM):
     @property
     def latent_channels(self) -> int: return self.first_stage_model.embed_dim
 
+# %% ../nbs/12_ldm.ipynb #0750df62
 def _check_fit(ae: AutoencoderKL, unet: UNetModel, cfg: LDMConfig) -> None:
     "Raise a ValueError if the UNet does not read/write the autoencoder's latents or does not take the condition's width."
     E, uc, k = ae.embed_dim, unet.cfg, cfg.conditioning_key
@@ -148,6 +150,7 @@ def _check_fit(ae: AutoencoderKL, unet: UNetModel, cfg: LDMConfig) -> None:
         raise ValueError(f"conditioning_key='adm': the unet's adm_in_channels must equal cond_embed_dim={D}, got {uc.adm_in_channels}")
 
 # %% ../nbs/12_ldm.ipynb #46d407a6
+@patch
 def check_images(self: LatentDiffusion, x, name: str = "x") -> torch.Tensor:
     "Check that `x` is a float image batch `(B, C, H, W)` the first stage can encode (its channels, sides divisible by f)."
     check_tensor(name, x, ndim=4, floating=True)
@@ -159,11 +162,14 @@ def check_images(self: LatentDiffusion, x, name: str = "x") -> torch.Tensor:
                          f"pad it first (ldm_nb.autoencoder.pad_to(x, {f}))")
     return x
 
+@patch
 def _check_scale(self: LatentDiffusion) -> None:
     if torch.isnan(self.scale_factor):
         raise RuntimeError("scale_factor is not set yet (cfg.scale_factor=None): call estimate_scale_factor(images) first"
                            + (", or let the first training batch do it (scale_by_std=True)" if self.cfg.scale_by_std else ""))
 
+# %% ../nbs/12_ldm.ipynb #b4b43b35
+@patch
 @torch.no_grad()
 def encode_first_stage(self: LatentDiffusion, x: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
     "Images (B, C, H, W) -> scaled latents $s\\cdot z$ (B, c, H/f, W/f), $z$ a posterior sample (or its mode)."
@@ -173,6 +179,7 @@ def encode_first_stage(self: LatentDiffusion, x: torch.Tensor, sample: bool = Tr
     z = post.sample(generator) if sample else post.mode()                  # (B, c, H/f, W/f)
     return self.scale_factor.to(z.dtype) * z
 
+@patch
 def decode_first_stage(self: LatentDiffusion, z: torch.Tensor) -> torch.Tensor:
     "Scaled latents (B, c, h, w) -> images $\\mathcal D(z / s)$ (B, C, h*f, w*f)."
     check_tensor("z", z, ndim=4, floating=True); self._check_scale()
@@ -180,10 +187,8 @@ def decode_first_stage(self: LatentDiffusion, z: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"z must have {self.latent_channels} channels (the first stage's embed_dim), got shape {tuple(z.shape)}")
     return self.first_stage_model.decode(z / self.scale_factor.to(z.dtype))
 
-LatentDiffusion.check_images, LatentDiffusion._check_scale = check_images, _check_scale
-LatentDiffusion.encode_first_stage, LatentDiffusion.decode_first_stage = encode_first_stage, decode_first_stage
-
 # %% ../nbs/12_ldm.ipynb #342efc96
+@patch
 @torch.no_grad()
 def estimate_scale_factor(self: LatentDiffusion, images: torch.Tensor, batch_size: int = 256, sample: bool = True,
                           generator: torch.Generator | None = None) -> float:
@@ -202,9 +207,8 @@ def estimate_scale_factor(self: LatentDiffusion, images: torch.Tensor, batch_siz
     self.scale_factor.fill_(1. / std)
     return 1. / std
 
-LatentDiffusion.estimate_scale_factor = estimate_scale_factor
-
 # %% ../nbs/12_ldm.ipynb #c91d366c
+@patch
 def get_learned_conditioning(self: LatentDiffusion, labels: torch.Tensor | None = None, c_concat: torch.Tensor | None = None) -> dict:
     "The wrapper's condition keywords for `labels` (and a spatial `c_concat` for concat / hybrid)."
     k = self.cfg.conditioning_key
@@ -223,21 +227,21 @@ def get_learned_conditioning(self: LatentDiffusion, labels: torch.Tensor | None 
     elif c_concat is not None: raise ValueError(f"c_concat was given but conditioning_key={k!r} does not concatenate")
     return cond
 
+@patch
 def null_labels(self: LatentDiffusion, batch_size: int) -> torch.Tensor:
     "A batch of null labels."
     if self.cond_stage_model is None: raise ValueError(f"the model does not condition on labels (conditioning_key={self.cfg.conditioning_key!r})")
     return self.cond_stage_model.null_labels(batch_size)
 
+@patch
 def unconditional_conditioning(self: LatentDiffusion, batch_size: int, c_concat: torch.Tensor | None = None) -> dict:
     "The condition keywords of the null label (for classifier-free guidance)."
     return self.get_learned_conditioning(self.null_labels(batch_size), c_concat)
 
-LatentDiffusion.get_learned_conditioning, LatentDiffusion.null_labels = get_learned_conditioning, null_labels
-LatentDiffusion.unconditional_conditioning = unconditional_conditioning
-
 # %% ../nbs/12_ldm.ipynb #6adb9eff
-def ldm_forward(self: LatentDiffusion, x: torch.Tensor, labels: torch.Tensor | None = None, c_concat: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, t: torch.Tensor | None = None, noise: torch.Tensor | None = None):
+@patch
+def forward(self: LatentDiffusion, x: torch.Tensor, labels: torch.Tensor | None = None, c_concat: torch.Tensor | None = None,
+            generator: torch.Generator | None = None, t: torch.Tensor | None = None, noise: torch.Tensor | None = None):
     "Training loss of a batch of images (and labels): `p_losses` on their scaled latents; returns (loss, logs)."
     self.check_images(x)
     if labels is not None:
@@ -252,36 +256,123 @@ def ldm_forward(self: LatentDiffusion, x: torch.Tensor, labels: torch.Tensor | N
         labels = drop_labels(labels, self.cfg.p_uncond, self.cond_stage_model.null_label, generator)
     return self.p_losses(z, t, noise, **self.get_learned_conditioning(labels, c_concat))
 
-LatentDiffusion.forward = ldm_forward
+# %% ../nbs/12_ldm.ipynb #6c5e5d7a
+def guided_model_fn(ldm: LatentDiffusion, labels: torch.Tensor | None, guidance_scale: float = 1.,
+                    c_concat: torch.Tensor | None = None, model_fn=None) -> tuple:
+    "`(model_fn, cond)` for a sampler: `labels`' condition keywords, or for `guidance_scale` s != 1 a guided `model_fn` and `{}`."
+    w = check_float("guidance_scale", guidance_scale)
+    cond = ldm.get_learned_conditioning(labels, c_concat)
+    if w == 1.: return model_fn, cond
+    if model_fn is not None: raise ValueError("give either guidance_scale or model_fn, not both")
+    if ldm.cond_stage_model is None:
+        raise ValueError(f"guidance_scale={w} needs a label-conditional model (conditioning_key={ldm.cfg.conditioning_key!r})")
+    uncond = ldm.unconditional_conditioning(len(labels), c_concat)
+    return classifier_free_model_fn(ldm.apply_model, cond, uncond, w), {}
 
 # %% ../nbs/12_ldm.ipynb #9bd8c618
-SAMPLERS = ("ddpm", "ddim")
+def _image_hw(ldm: LatentDiffusion, image_size) -> tuple:
+    "(H, W) from an int, a (height, width) pair, or None (the first stage's resolution)."
+    size = ldm.first_stage_model.cfg.resolution if image_size is None else image_size
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool): return size, size
+    if isinstance(size, (tuple, list)) and len(size) == 2: return tuple(size)
+    raise TypeError(f"image_size must be an int or a (height, width) pair, got {size!r}")
 
+@patch
 @torch.no_grad()
-def sample_images(self: LatentDiffusion, labels: torch.Tensor | int, sampler: str = "ddim", S: int = 50, eta: float = 0.,
+def sample_images(self: LatentDiffusion, labels: torch.Tensor | int, sampler: str = "ddim", sample_steps: int = 50, eta: float = 0.,
                   guidance_scale: float = 1., image_size: int | tuple | None = None, c_concat: torch.Tensor | None = None,
                   x_T: torch.Tensor | None = None, generator: torch.Generator | None = None, model_fn=None,
                   use_ema: bool = True, clamp: bool = True, progress: bool = False) -> torch.Tensor:
-    "Sample latents with DDPM or DDIM and decode them: images (B, C, H, W); `labels` is a label tensor or a batch size."
+    "Images (B, C, H, W) from latents drawn by DDPM or DDIM (`sample_steps` (S) steps); `labels`: a label tensor or a batch size."
     check_choice("sampler", sampler, SAMPLERS)
-    w = check_float("guidance_scale", guidance_scale)
+    if sampler == "ddim": check_int("sample_steps", sample_steps, lo=1, hi=self.num_timesteps)
     if isinstance(labels, numbers.Integral) and not isinstance(labels, bool): n, labels = check_int("labels (a batch size)", labels, lo=1), None
     else: n = len(check_tensor("labels", labels, ndim=1))
-    cond = self.get_learned_conditioning(labels, c_concat)
-    if w != 1.:
-        if model_fn is not None: raise ValueError("give either guidance_scale or model_fn, not both")
-        if self.cond_stage_model is None: raise ValueError(f"guidance_scale={w} needs a label-conditional model (conditioning_key={self.cfg.conditioning_key!r})")
-        model_fn, cond = cfg_model_fn(self.apply_model, cond, self.unconditional_conditioning(n, c_concat), w), {}
-    size = self.first_stage_model.cfg.resolution if image_size is None else image_size
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool): h = w_ = size
-    elif isinstance(size, (tuple, list)) and len(size) == 2: h, w_ = size
-    else: raise TypeError(f"image_size must be an int or a (height, width) pair, got {size!r}")
-    shape = (n, *self.first_stage_model.latent_shape(h, w_))                # (B, c, h/f, w/f)
-    extra = {} if model_fn is None else {"model_fn": model_fn}
+    model_fn, cond = guided_model_fn(self, labels, guidance_scale, c_concat, model_fn)
+    shape = (n, *self.first_stage_model.latent_shape(*_image_hw(self, image_size)))    # (B, c, h/f, w/f)
     with (self.ema_scope() if use_ema else nullcontext()):
-        if sampler == "ddpm": z = self.p_sample_loop(shape, x_T=x_T, generator=generator, progress=progress, **extra, **cond)
-        else: z = DDIMSampler(self, model_fn).sample(shape, S=S, eta=eta, x_T=x_T, generator=generator, progress=progress, **cond)
+        if sampler == "ddpm": z = self.p_sample_loop(shape, x_T=x_T, generator=generator, progress=progress, model_fn=model_fn, **cond)
+        else: z = DDIMSampler(self, model_fn).sample(shape, sample_steps, eta, x_T=x_T, generator=generator, progress=progress, **cond)
         x = self.decode_first_stage(z)                                       # (B, C, H, W)
     return x.clamp(-1., 1.) if clamp else x
 
-LatentDiffusion.sample_images = sample_images
+# %% ../nbs/12_ldm.ipynb #e0c854cf
+def _class_labels(ldm: LatentDiffusion, classes, n: int, n_rows: int | None):
+    "Labels (rows * n,) with row k = classes[k] (all if None); for an unconditional model, the batch size n_rows * n (10 rows default)."
+    if ldm.cond_stage_model is None:
+        if classes is not None: raise ValueError("the model is unconditional (conditioning_key=None): it takes no classes")
+        return check_int("n_rows", 10 if n_rows is None else n_rows, lo=1) * n
+    if n_rows is not None: raise ValueError("n_rows is for an unconditional model: a conditional one has a row per class (give classes)")
+    K = ldm.cfg.num_classes
+    classes = list(range(K)) if classes is None else [check_int("class", c, lo=0, hi=K - 1) for c in classes]
+    if not classes: raise ValueError("classes must name at least one class")
+    return torch.tensor(classes, device=ldm.scale_factor.device).repeat_interleave(n)      # (len * n,)
+
+@torch.no_grad()
+def class_grid(ldm: LatentDiffusion, n: int = 8, classes=None, sampler: str = "ddim", sample_steps: int = 50, eta: float = 0.,
+               guidance_scale: float = 3., seed: int = 0, use_ema: bool = True, progress: bool = False,
+               n_rows: int | None = None) -> torch.Tensor:
+    "Samples `(rows * n, C, H, W)`, row k = n samples of classes[k] (default: all classes), with guidance scale s; `sample_steps` (S)."
+    if not isinstance(ldm, LatentDiffusion): raise TypeError(f"ldm must be a LatentDiffusion, got {type(ldm).__name__}")
+    n = check_int("n", n, lo=1); seed = check_int("seed", seed, lo=0)
+    labels = _class_labels(ldm, classes, n, n_rows)
+    was = ldm.training; ldm.eval()
+    try: return ldm.sample_images(labels, sampler, sample_steps, eta, guidance_scale, generator=make_generator(seed, ldm.scale_factor.device),
+                                  use_ema=use_ema, progress=progress)
+    finally: ldm.train(was)
+
+# %% ../nbs/12_ldm.ipynb #2637c297
+def latent_mask(mask: torch.Tensor, f: int) -> torch.Tensor:
+    "A pixel mask `(B, 1, H, W)` (1 = keep) on the latent grid `(B, 1, H/f, W/f)`: a cell is kept only if all its f x f pixels are."
+    check_tensor("mask", mask, ndim=4, floating=True); f = check_int("f", f, lo=1)
+    if mask.shape[-2] % f or mask.shape[-1] % f:
+        raise ValueError(f"mask size {mask.shape[-2]}x{mask.shape[-1]} must be divisible by the downsampling factor f={f}")
+    return 1 - F.max_pool2d(1 - mask, f)                                     # (B, 1, H/f, W/f)
+
+# %% ../nbs/12_ldm.ipynb #c772267b
+@torch.no_grad()
+def edit_images(ldm: LatentDiffusion, init: torch.Tensor, labels, strength: float | None = None, mask: torch.Tensor | None = None,
+                sample_steps: int = 50, eta: float = 0., guidance_scale: float = 1., generator: torch.Generator | None = None,
+                use_ema: bool = True, progress: bool = False) -> torch.Tensor:
+    "img2img (`strength`) or inpainting (`mask`, 1 = keep) of one image `init` (1, C, H, W), once per label; returns (B, C, H, W)."
+    if (strength is None) == (mask is None): raise ValueError("give exactly one of strength (img2img) or mask (inpainting)")
+    ldm.check_images(init, "init")
+    if init.shape[0] != 1: raise ValueError(f"init must be one image (1, C, H, W), got shape {tuple(init.shape)}")
+    if isinstance(labels, torch.Tensor): B = len(check_tensor("labels", labels, ndim=1))
+    else: B, labels = check_int("labels (a batch size)", labels, lo=1), None
+    if mask is not None:
+        check_tensor("mask", mask, ndim=4, floating=True)
+        if tuple(mask.shape) != (1, 1, *init.shape[-2:]):
+            raise ValueError(f"mask must have shape (1, 1, {init.shape[-2]}, {init.shape[-1]}) like init, got {tuple(mask.shape)}")
+    dev = ldm.scale_factor.device
+    init, mask = init.to(dev), None if mask is None else mask.to(dev)
+    was = ldm.training; ldm.eval()
+    try:
+        z0 = ldm.encode_first_stage(init, sample=False).repeat(B, 1, 1, 1)       # (B, c, h, w): s * mu
+        model_fn, cond = guided_model_fn(ldm, labels, guidance_scale)
+        sampler = DDIMSampler(ldm, model_fn)
+        with (ldm.ema_scope() if use_ema else nullcontext()):
+            if mask is None: z = ddim_img2img(sampler, z0, strength, sample_steps, eta, generator=generator, progress=progress, **cond)
+            else:
+                m_lat = latent_mask(mask, ldm.downsample_factor).expand(B, z0.shape[1], -1, -1)
+                z = ddim_inpaint(sampler, z0, m_lat, sample_steps, eta, generator=generator, progress=progress, **cond)
+            x = ldm.decode_first_stage(z).clamp(-1., 1.)                      # (B, C, H, W)
+        return x if mask is None else mask * init + (1 - mask) * x          # keep the known pixels exactly
+    finally: ldm.train(was)
+
+# %% ../nbs/12_ldm.ipynb #2508a31e
+def sample_ldm(ldm: LatentDiffusion, classes=None, n: int = 8, sampler: str = "ddim", sample_steps: int = 50, eta: float = 0.,
+               guidance_scale: float = 3., seed: int = 0, init_image: torch.Tensor | None = None, strength: float | None = None,
+               mask: torch.Tensor | None = None, use_ema: bool = True, progress: bool = False, n_rows: int | None = None) -> torch.Tensor:
+    "`rows * n` images in class rows (all classes if None): sampled, or edited from `init_image` (img2img / inpainting)."
+    if not isinstance(ldm, LatentDiffusion): raise TypeError(f"ldm must be a LatentDiffusion, got {type(ldm).__name__}")
+    n = check_int("n", n, lo=1); check_choice("sampler", sampler, SAMPLERS); seed = check_int("seed", seed, lo=0)
+    check_int("sample_steps", sample_steps, lo=1, hi=ldm.num_timesteps); check_float("eta", eta, lo=0)
+    if init_image is None:
+        if strength is not None or mask is not None: raise ValueError("strength and mask edit an init_image: give one")
+        return class_grid(ldm, n, classes, sampler, sample_steps, eta, guidance_scale, seed, use_ema, progress, n_rows)
+    if sampler != "ddim": raise ValueError("img2img and inpainting run in the DDIM sampler: use sampler='ddim'")
+    if strength is not None: check_float("strength", strength, lo=0, hi=1, lo_open=True)
+    labels = _class_labels(ldm, classes, n, n_rows)
+    return edit_images(ldm, init_image, labels, strength, mask, sample_steps, eta, guidance_scale,
+                       make_generator(seed, ldm.scale_factor.device), use_ema, progress)

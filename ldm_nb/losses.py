@@ -12,12 +12,13 @@ from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 import lpips
+from fastcore.basics import patch
 from .core import check_int, check_float, check_choice, check_tensor
 from .autoencoder import DiagonalGaussianDistribution
 
 # %% auto #0
 __all__ = ['LPIPS_TRUNK_ENV', 'LPIPS_NETS', 'trunk_weights_path', 'lpips_heads_path', 'env_flag', 'LPIPS', 'make_lpips',
-           'nll_with_logvar', 'ActNorm', 'weights_init', 'NLayerDiscriminator', 'hinge_d_loss', 'vanilla_d_loss',
+           'nll_with_logvar', 'ActNorm', 'NLayerDiscriminator', 'weights_init', 'hinge_d_loss', 'vanilla_d_loss',
            'generator_loss', 'adopt_weight', 'calculate_adaptive_weight', 'LPIPSWithDiscriminator']
 
 # %% ../nbs/09_losses.ipynb #1ad5a729
@@ -74,18 +75,21 @@ class LPIPS(lpips.LPIPS):
         "Stay in eval mode whatever `mode` says (no dropout in the heads)."
         return super().train(False)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_tensor("input", input, ndim=4, floating=True); check_tensor("target", target, ndim=4, floating=True)
-        if input.shape != target.shape:
-            raise ValueError(f"input and target must have the same shape, got {tuple(input.shape)} and {tuple(target.shape)}")
-        if input.shape[1] not in (1, 3): raise ValueError(f"input must have 1 or 3 channels, got shape {tuple(input.shape)}")
-        if input.shape[1] == 1:                                               # grayscale -> RGB
-            input, target = input.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
-        return super().forward(input, target)                                 # (B, 1, 1, 1)
-
 def make_lpips(net: str = "vgg", random_trunk: bool | None = None) -> LPIPS:
     "A frozen `LPIPS`; `random_trunk=None` reads $LDM_NB_LPIPS_RANDOM_TRUNK; raises if the trunk weights are missing."
     return LPIPS(net, random_trunk)
+
+# %% ../nbs/09_losses.ipynb #fff43c97
+@patch
+def forward(self: LPIPS, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    "LPIPS(input, target) per image, (B, 1, 1, 1)."
+    check_tensor("input", input, ndim=4, floating=True); check_tensor("target", target, ndim=4, floating=True)
+    if input.shape != target.shape:
+        raise ValueError(f"input and target must have the same shape, got {tuple(input.shape)} and {tuple(target.shape)}")
+    if input.shape[1] not in (1, 3): raise ValueError(f"input must have 1 or 3 channels, got shape {tuple(input.shape)}")
+    if input.shape[1] == 1:                                               # grayscale -> RGB
+        input, target = input.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
+    return lpips.LPIPS.forward(self, input, target)                       # (B, 1, 1, 1)
 
 # %% ../nbs/09_losses.ipynb #854b9c88
 def nll_with_logvar(rec_loss: torch.Tensor, logvar: torch.Tensor, weights: torch.Tensor | None = None):
@@ -129,13 +133,6 @@ class ActNorm(nn.Module):
         return self.scale * (x + self.loc)
 
 # %% ../nbs/09_losses.ipynb #1d27f5ea
-def weights_init(m: nn.Module) -> None:
-    "DCGAN init (apply with `module.apply`): conv weights ~ N(0, 0.02); BatchNorm weights ~ N(1, 0.02), biases 0."
-    if isinstance(m, nn.Conv2d):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.normal_(m.weight, 1.0, 0.02); nn.init.zeros_(m.bias)
-
 class NLayerDiscriminator(nn.Module):
     "PatchGAN discriminator (pix2pix / taming): images (B, input_nc, H, W) -> logits (B, 1, H/2^n - 2, W/2^n - 2)."
     def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, use_actnorm: bool = False):
@@ -167,15 +164,26 @@ class NLayerDiscriminator(nn.Module):
         check_int("h", h, lo=1); check_int("w", w, lo=1)
         return (h // 2 ** self.n_layers - 2, w // 2 ** self.n_layers - 2)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        check_tensor("input", input, ndim=4, floating=True)
-        if input.shape[1] != self.input_nc:
-            raise ValueError(f"input must have input_nc={self.input_nc} channels, got shape {tuple(input.shape)}")
-        oh, ow = self.output_size(input.shape[2], input.shape[3])
-        if min(oh, ow) < 1:
-            raise ValueError(f"input of size {input.shape[2]}x{input.shape[3]} is too small for n_layers={self.n_layers}: "
-                             f"need at least {3 * 2 ** self.n_layers} pixels per side")
-        return self.main(input)                                               # (B, 1, oh, ow)
+# %% ../nbs/09_losses.ipynb #b4301038
+@patch
+def forward(self: NLayerDiscriminator, input: torch.Tensor) -> torch.Tensor:
+    "Logits (B, 1, oh, ow), one per overlapping patch of `input`."
+    check_tensor("input", input, ndim=4, floating=True)
+    if input.shape[1] != self.input_nc:
+        raise ValueError(f"input must have input_nc={self.input_nc} channels, got shape {tuple(input.shape)}")
+    oh, ow = self.output_size(input.shape[2], input.shape[3])
+    if min(oh, ow) < 1:
+        raise ValueError(f"input of size {input.shape[2]}x{input.shape[3]} is too small for n_layers={self.n_layers}: "
+                         f"need at least {3 * 2 ** self.n_layers} pixels per side")
+    return self.main(input)                                               # (B, 1, oh, ow)
+
+# %% ../nbs/09_losses.ipynb #e0236610
+def weights_init(m: nn.Module) -> None:
+    "DCGAN init (apply with `module.apply`): conv weights ~ N(0, 0.02); BatchNorm weights ~ N(1, 0.02), biases 0."
+    if isinstance(m, nn.Conv2d):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02); nn.init.zeros_(m.bias)
 
 # %% ../nbs/09_losses.ipynb #d5785e04
 def _check_logits(logits_real, logits_fake):
@@ -249,61 +257,76 @@ class LPIPSWithDiscriminator(nn.Module):
     def _disc_input(self, images, cond):
         return images if cond is None else torch.cat((images, cond), dim=1)  # (B, C + C_cond, H, W)
 
-    def _check_forward(self, inputs, reconstructions, posteriors, optimizer_idx, global_step, cond, split):
-        check_tensor("inputs", inputs, ndim=4, floating=True); check_tensor("reconstructions", reconstructions, ndim=4, floating=True)
-        if inputs.shape != reconstructions.shape:
-            raise ValueError(f"inputs and reconstructions must have the same shape, got {tuple(inputs.shape)} and {tuple(reconstructions.shape)}")
-        if not isinstance(posteriors, DiagonalGaussianDistribution):
-            raise TypeError(f"posteriors must be a DiagonalGaussianDistribution, got {type(posteriors).__name__}")
-        if posteriors.mean.shape[0] != inputs.shape[0]:
-            raise ValueError(f"posteriors must have the batch size {inputs.shape[0]} of inputs, got {posteriors.mean.shape[0]}")
-        check_int("optimizer_idx", optimizer_idx); check_choice("optimizer_idx", optimizer_idx, (0, 1))
-        check_int("global_step", global_step, lo=0)
-        if not isinstance(split, str): raise TypeError(f"split must be a str, got {type(split).__name__}")
-        if self.disc_conditional != (cond is not None):
-            raise ValueError("cond must be given if and only if disc_conditional=True "
-                             f"(disc_conditional={self.disc_conditional}, cond is {'None' if cond is None else 'a tensor'})")
-        if cond is not None:
-            check_tensor("cond", cond, ndim=4, floating=True)
-            if cond.shape[0] != inputs.shape[0] or cond.shape[2:] != inputs.shape[2:]:
-                raise ValueError(f"cond must match inputs in batch size and H, W {tuple(inputs.shape)}, got {tuple(cond.shape)}")
+# %% ../nbs/09_losses.ipynb #60016b2b
+@patch
+def _check_forward(self: LPIPSWithDiscriminator, inputs, reconstructions, posteriors, optimizer_idx, global_step, cond, split):
+    check_tensor("inputs", inputs, ndim=4, floating=True); check_tensor("reconstructions", reconstructions, ndim=4, floating=True)
+    if inputs.shape != reconstructions.shape:
+        raise ValueError(f"inputs and reconstructions must have the same shape, got {tuple(inputs.shape)} and {tuple(reconstructions.shape)}")
+    if not isinstance(posteriors, DiagonalGaussianDistribution):
+        raise TypeError(f"posteriors must be a DiagonalGaussianDistribution, got {type(posteriors).__name__}")
+    if posteriors.mean.shape[0] != inputs.shape[0]:
+        raise ValueError(f"posteriors must have the batch size {inputs.shape[0]} of inputs, got {posteriors.mean.shape[0]}")
+    check_int("optimizer_idx", optimizer_idx); check_choice("optimizer_idx", optimizer_idx, (0, 1))
+    check_int("global_step", global_step, lo=0)
+    if not isinstance(split, str): raise TypeError(f"split must be a str, got {type(split).__name__}")
+    if self.disc_conditional != (cond is not None):
+        raise ValueError("cond must be given if and only if disc_conditional=True "
+                         f"(disc_conditional={self.disc_conditional}, cond is {'None' if cond is None else 'a tensor'})")
+    if cond is not None:
+        check_tensor("cond", cond, ndim=4, floating=True)
+        if cond.shape[0] != inputs.shape[0] or cond.shape[2:] != inputs.shape[2:]:
+            raise ValueError(f"cond must match inputs in batch size and H, W {tuple(inputs.shape)}, got {tuple(cond.shape)}")
 
-    def forward(self, inputs: torch.Tensor, reconstructions: torch.Tensor, posteriors: DiagonalGaussianDistribution,
-                optimizer_idx: int, global_step: int, last_layer: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None, split: str = "train", weights: torch.Tensor | None = None):
-        "The autoencoder's (optimizer_idx=0) or the discriminator's (1) loss, and a dict of logged terms."
-        self._check_forward(inputs, reconstructions, posteriors, optimizer_idx, global_step, cond, split)
-        disc_factor = adopt_weight(self.disc_factor, global_step, threshold=self.discriminator_iter_start)
-        if optimizer_idx == 1:
-            logits_real = self.discriminator(self._disc_input(inputs.detach(), cond))
-            logits_fake = self.discriminator(self._disc_input(reconstructions.detach(), cond))
-            d_loss = disc_factor * self.disc_loss(logits_real, logits_fake)
-            return d_loss, {f"{split}/disc_loss": d_loss.detach(), f"{split}/logits_real": logits_real.detach().mean(),
-                            f"{split}/logits_fake": logits_fake.detach().mean()}
-        rec_l1 = torch.abs(inputs - reconstructions)                        # (B, C, H, W)
-        rec_loss, p_loss = rec_l1, None
-        if self.perceptual_loss is not None:
-            p_loss = self.perceptual_loss(inputs, reconstructions)           # (B, 1, 1, 1)
-            rec_loss = rec_l1 + self.perceptual_weight * p_loss              # LPIPS added to every pixel
-        nll_loss, weighted_nll_loss = nll_with_logvar(rec_loss, self.logvar, weights)
-        B, CHW = inputs.shape[0], inputs[0].numel()
-        kl_loss = posteriors.kl().sum() / B
-        g_loss = generator_loss(self.discriminator(self._disc_input(reconstructions, cond)))
-        if self.disc_factor > 0 and torch.is_grad_enabled() and nll_loss.requires_grad and g_loss.requires_grad:
-            if last_layer is None:
-                raise ValueError("last_layer must be given for optimizer_idx=0 (the decoder's last weight, "
-                                 "AutoencoderKL.get_last_layer()) to compute the adaptive GAN weight")
-            d_weight = calculate_adaptive_weight(nll_loss, g_loss, last_layer, self.discriminator_weight)
-        elif self.disc_factor > 0 and self.training:
-            raise RuntimeError("the adaptive GAN weight needs gradients: call the loss with autograd enabled, "
-                               "or put it in eval mode (loss.eval()) for validation")
-        else:
-            d_weight = torch.zeros((), device=inputs.device)
-        loss = weighted_nll_loss + self.kl_weight * kl_loss + d_weight * disc_factor * g_loss
-        zero = torch.zeros((), device=inputs.device)
-        log = {"total_loss": loss, "logvar": self.logvar, "kl_loss": kl_loss, "nll_loss": nll_loss,
-               "rec_loss": rec_loss.mean(), "rec_l1": rec_l1.sum() / B,
-               "p_loss": zero if p_loss is None else p_loss.mean(),
-               "p_loss_sum": zero if p_loss is None else CHW * self.perceptual_weight * p_loss.mean(),
-               "d_weight": d_weight, "disc_factor": torch.tensor(disc_factor), "g_loss": g_loss}
-        return loss, {f"{split}/{k}": v.detach().clone() for k, v in log.items()}
+# %% ../nbs/09_losses.ipynb #65c93d1e
+@patch
+def _discriminator_step(self: LPIPSWithDiscriminator, inputs, reconstructions, cond, disc_factor: float, split: str):
+    "The discriminator's loss d_f * L_D on detached inputs and reconstructions, and its log."
+    logits_real = self.discriminator(self._disc_input(inputs.detach(), cond))
+    logits_fake = self.discriminator(self._disc_input(reconstructions.detach(), cond))
+    d_loss = disc_factor * self.disc_loss(logits_real, logits_fake)
+    return d_loss, {f"{split}/disc_loss": d_loss.detach(), f"{split}/logits_real": logits_real.detach().mean(),
+                    f"{split}/logits_fake": logits_fake.detach().mean()}
+
+# %% ../nbs/09_losses.ipynb #608b468b
+@patch
+def _adaptive_weight(self: LPIPSWithDiscriminator, nll_loss, g_loss, last_layer, device) -> torch.Tensor:
+    "lambda from `calculate_adaptive_weight` when gradients are there; 0 in eval mode without them, or with disc_factor 0."
+    if self.disc_factor > 0 and torch.is_grad_enabled() and nll_loss.requires_grad and g_loss.requires_grad:
+        if last_layer is None:
+            raise ValueError("last_layer must be given for optimizer_idx=0 (the decoder's last weight, "
+                             "AutoencoderKL.get_last_layer()) to compute the adaptive GAN weight")
+        return calculate_adaptive_weight(nll_loss, g_loss, last_layer, self.discriminator_weight)
+    if self.disc_factor > 0 and self.training:
+        raise RuntimeError("the adaptive GAN weight needs gradients: call the loss with autograd enabled, "
+                           "or put it in eval mode (loss.eval()) for validation")
+    return torch.zeros((), device=device)
+
+# %% ../nbs/09_losses.ipynb #e1bbb34f
+@patch
+def forward(self: LPIPSWithDiscriminator, inputs: torch.Tensor, reconstructions: torch.Tensor,
+            posteriors: DiagonalGaussianDistribution, optimizer_idx: int, global_step: int,
+            last_layer: torch.Tensor | None = None, cond: torch.Tensor | None = None, split: str = "train",
+            weights: torch.Tensor | None = None):
+    "The autoencoder's (optimizer_idx=0) or the discriminator's (1) loss, and a dict of logged terms."
+    self._check_forward(inputs, reconstructions, posteriors, optimizer_idx, global_step, cond, split)
+    disc_factor = adopt_weight(self.disc_factor, global_step, threshold=self.discriminator_iter_start)
+    if optimizer_idx == 1: return self._discriminator_step(inputs, reconstructions, cond, disc_factor, split)
+    rec_l1 = torch.abs(inputs - reconstructions)                        # (B, C, H, W)
+    rec_loss, p_loss = rec_l1, None
+    if self.perceptual_loss is not None:
+        p_loss = self.perceptual_loss(inputs, reconstructions)           # (B, 1, 1, 1)
+        rec_loss = rec_l1 + self.perceptual_weight * p_loss              # LPIPS added to every pixel
+    nll_loss, weighted_nll_loss = nll_with_logvar(rec_loss, self.logvar, weights)
+    B, CHW = inputs.shape[0], inputs[0].numel()
+    kl_loss = posteriors.kl().sum() / B
+    g_loss = generator_loss(self.discriminator(self._disc_input(reconstructions, cond)))
+    d_weight = self._adaptive_weight(nll_loss, g_loss, last_layer, inputs.device)
+    loss = weighted_nll_loss + self.kl_weight * kl_loss + d_weight * disc_factor * g_loss
+    zero = torch.zeros((), device=inputs.device)
+    log = {"total_loss": loss, "logvar": self.logvar, "kl_loss": kl_loss, "nll_loss": nll_loss,
+           "rec_loss": rec_loss.mean(), "rec_l1": rec_l1.sum() / B,
+           "p_loss": zero if p_loss is None else p_loss.mean(),
+           "p_loss_sum": zero if p_loss is None else CHW * self.perceptual_weight * p_loss.mean(),
+           "d_weight": d_weight, "disc_factor": torch.tensor(disc_factor), "g_loss": g_loss}
+    return loss, {f"{split}/{k}": v.detach().clone() for k, v in log.items()}

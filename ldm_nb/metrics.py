@@ -4,14 +4,14 @@
 
 # %% ../nbs/14_metrics.ipynb #cf49fb72
 from __future__ import annotations
-import hashlib, inspect, json, math, os, tempfile, warnings
+import hashlib, inspect, json, math, os, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import check_int, check_float, check_tensor, get_device
+from .core import check_int, check_float, check_tensor, get_device, atomic_write_bytes
 from .data import load_mnist
 
 # %% auto #0
@@ -50,12 +50,12 @@ class MNISTClassifier(nn.Module):
 @dataclass(frozen=True)
 class ClassifierRecipe:
     "How the MNIST feature classifier is trained; its hash names the cache file."
-    steps: int = 800
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
-    n_train: int = 60000
-    feat_dim: int = 128
+    steps: int = 800          # optimizer steps (Adam)
+    batch_size: int = 128     # digits per step
+    lr: float = 2e-3          # initial learning rate, decayed linearly to 0
+    seed: int = 0             # seed of the initial weights and the batch order
+    n_train: int = 60000      # training digits, the first n_train of MNIST train
+    feat_dim: int = 128       # width of the feature layer FD is computed on
 
     def __post_init__(self):
         check_int("steps", self.steps, lo=1); check_int("batch_size", self.batch_size, lo=1)
@@ -99,40 +99,41 @@ def _cache_dir(cache_dir=None) -> Path:
         raise TypeError(f"cache_dir must be a str or a path, got {type(cache_dir).__name__}")
     return Path(cache_dir or os.environ.get("LDM_NB_CACHE") or Path.home() / ".cache" / "ldm_nb").expanduser()
 
-def _save_atomic(state: dict, path: Path, metadata: dict) -> None:
-    "Write a safetensors file to a temporary name in the same folder, then `os.replace` it into place."
-    from safetensors.torch import save_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp"); os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)                                          # mkstemp makes it private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
+def _cache_path(cache_dir, h: str) -> Path: return _cache_dir(cache_dir) / f"mnist_classifier-{h[:16]}.safetensors"
 
+# %% ../nbs/14_metrics.ipynb #b6bdac14
+def _save_cached(model: MNISTClassifier, path: Path, h: str, recipe: ClassifierRecipe) -> None:
+    "Write `model`'s weights as safetensors, with the recipe and its hash as metadata, atomically."
+    from safetensors.torch import save
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata={"recipe_hash": h, "recipe": json.dumps(asdict(recipe))}))
+
+def _load_cached(path: Path, h: str, feat_dim: int) -> MNISTClassifier | None:
+    "The classifier stored at `path` if it is there, loads, and carries hash `h`; else None (with a warning if it exists)."
+    if not path.exists(): return None
+    try:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        with safe_open(str(path), framework="pt") as f: meta = f.metadata() or {}
+        if meta.get("recipe_hash") != h: raise ValueError(f"its metadata has hash {meta.get('recipe_hash')!r}, expected {h!r}")
+        model = MNISTClassifier(feat_dim)
+        model.load_state_dict(load_file(str(path)))
+        return model
+    except Exception as e:
+        warnings.warn(f"cached MNIST classifier {path} could not be loaded ({type(e).__name__}: {e}); retraining")
+        return None
+
+# %% ../nbs/14_metrics.ipynb #750dd98b
 def get_mnist_classifier(cache_dir=None, device=None, recipe: ClassifierRecipe | None = None) -> MNISTClassifier:
     "The MNIST feature classifier: loaded from the cache, else trained (seeded) and cached; frozen, in eval mode."
     recipe = ClassifierRecipe() if recipe is None else recipe
     if not isinstance(recipe, ClassifierRecipe): raise TypeError(f"recipe must be a ClassifierRecipe, got {type(recipe).__name__}")
     device, h = get_device(device), recipe_hash(recipe)
-    path = _cache_dir(cache_dir) / f"mnist_classifier-{h[:16]}.safetensors"
-    model = None
-    if path.exists():
-        try:
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-            with safe_open(str(path), framework="pt") as f: meta = f.metadata() or {}
-            if meta.get("recipe_hash") != h: raise ValueError(f"its metadata has hash {meta.get('recipe_hash')!r}, expected {h!r}")
-            model = MNISTClassifier(recipe.feat_dim)
-            model.load_state_dict(load_file(str(path)))
-        except Exception as e:
-            warnings.warn(f"cached MNIST classifier {path} could not be loaded ({type(e).__name__}: {e}); retraining")
-            model = None
+    path = _cache_path(cache_dir, h)
+    model = _load_cached(path, h, recipe.feat_dim)
     if model is None:
         model = train_mnist_classifier(recipe, device)
-        _save_atomic(model.state_dict(), path, {"recipe_hash": h, "recipe": json.dumps(asdict(recipe))})
+        _save_cached(model, path, h, recipe)
     return model.to(device).eval().requires_grad_(False)
 
 # %% ../nbs/14_metrics.ipynb #78f072ad

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
+from fastcore.basics import patch
+from torch.utils.weak import WeakIdKeyDictionary
 from .core import check_int, check_float, check_tensor
 
 # %% auto #0
@@ -17,13 +19,8 @@ __all__ = ['timestep_embedding', 'norm_groups', 'normalization', 'zero_module', 
            'TimestepEmbedSequential', 'ResBlock', 'AttentionBlock', 'Downsample', 'Upsample', 'UNetConfig', 'UNetModel']
 
 # %% ../nbs/05_unet.ipynb #9b4b5eb6
-def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000) -> torch.Tensor:
-    "Sinusoidal embedding `(B, dim)` of timesteps `(B,)`: cosines, then sines, then a zero column if `dim` is odd."
-    check_tensor("timesteps", timesteps, ndim=1)
-    if timesteps.dtype == torch.bool or timesteps.is_complex():
-        raise TypeError(f"timesteps must be an integer or real tensor, got dtype {timesteps.dtype}")
-    check_int("dim", dim, lo=2)
-    check_float("max_period", max_period, lo=0, lo_open=True)
+def _timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000) -> torch.Tensor:
+    "`timestep_embedding` without the checks: the caller checks its inputs (the UNet does, once, in `forward`)."
     dtype = torch.float64 if timesteps.dtype == torch.float64 else torch.float32
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=timesteps.device) / half)  # (k,)
@@ -31,6 +28,15 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)          # (B, 2k)
     if dim % 2: emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)  # (B, dim)
     return emb
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000) -> torch.Tensor:
+    "Sinusoidal embedding `(B, dim)` of timesteps `(B,)`: cosines, then sines, then a zero column if `dim` is odd."
+    check_tensor("timesteps", timesteps, ndim=1)
+    if timesteps.dtype == torch.bool or timesteps.is_complex():
+        raise TypeError(f"timesteps must be an integer or real tensor, got dtype {timesteps.dtype}")
+    check_int("dim", dim, lo=2)
+    check_float("max_period", max_period, lo=0, lo_open=True)
+    return _timestep_embedding(timesteps, dim, max_period)
 
 # %% ../nbs/05_unet.ipynb #07790013
 def norm_groups(channels: int, max_groups: int = 32) -> int:
@@ -93,10 +99,7 @@ class ResBlock(TimestepBlock):
         self.skip_connection = nn.Identity() if C == channels else nn.Conv2d(channels, C, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, floating=True); check_tensor("emb", emb, ndim=2, floating=True)
-        if x.shape[1] != self.channels: raise ValueError(f"x must have {self.channels} channels, got shape {tuple(x.shape)}")
-        if emb.shape != (x.shape[0], self.emb_channels):
-            raise ValueError(f"emb must have shape ({x.shape[0]}, {self.emb_channels}), got {tuple(emb.shape)}")
+        "`(B, channels, H, W)` and `(B, emb_channels)` -> `(B, out_channels, H, W)`; the caller checks its inputs."
         h = self.in_layers(x)                                   # (B, C, H, W)
         emb_out = self.emb_layers(emb)[..., None, None]         # (B, 2C or C, 1, 1)
         if self.use_scale_shift_norm:
@@ -132,8 +135,7 @@ class AttentionBlock(nn.Module):
         self.proj_out = zero_module(nn.Conv1d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, floating=True)
-        if x.shape[1] != self.channels: raise ValueError(f"x must have {self.channels} channels, got shape {tuple(x.shape)}")
+        "`(B, channels, H, W)` -> the same shape; the caller checks its input."
         H = x.shape[2]
         h = rearrange(x, "b c h w -> b c (h w)")                                  # (B, C, N)
         qkv = self.qkv(self.norm(h))                                              # (B, 3C, N)
@@ -154,8 +156,7 @@ class Downsample(nn.Module):
         self.op = nn.Conv2d(channels, out, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, floating=True)
-        if x.shape[1] != self.channels: raise ValueError(f"x must have {self.channels} channels, got shape {tuple(x.shape)}")
+        "`(B, channels, H, W)` -> `(B, out_channels, ceil(H/2), ceil(W/2))`; the caller checks its input."
         return self.op(x)                                          # (B, C', ceil(H/2), ceil(W/2))
 
 class Upsample(nn.Module):
@@ -167,27 +168,33 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, out, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, floating=True)
-        if x.shape[1] != self.channels: raise ValueError(f"x must have {self.channels} channels, got shape {tuple(x.shape)}")
+        "`(B, channels, H, W)` -> `(B, out_channels, 2H, 2W)`; the caller checks its input."
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))  # (B, C', 2H, 2W)
 
 # %% ../nbs/05_unet.ipynb #41a1a7a0
 def _is_int(v) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
+def _size_error(name: str, size: int, factor: int, levels: int) -> str:
+    "The message for an image side that the UNet cannot take."
+    ok = -(-size // factor) * factor
+    return (f"{name} {size} must be divisible by {factor} = 2**(len(channel_mult) - 1) for {levels} levels "
+            f"(each level halves the size and the skip connections must line up); "
+            f"pad the input to {ok} (e.g. F.pad) or use fewer levels")
+
 @dataclass
 class UNetConfig:
     "Hyper-parameters of `UNetModel` (CompVis names); the defaults are an MNIST-sized model."
-    image_size: int = 28                      # nominal side of the inputs (checked to be divisible by 2**(levels-1))
-    in_channels: int = 1
-    out_channels: int = 1                     # 2 * in_channels for a learned variance
+    image_size: int = 28                      # nominal side of the inputs (divisible by 2**(levels-1))
+    in_channels: int = 1                      # channels of the input images (or latents)
+    out_channels: int = 1                     # channels of the output; 2 * in_channels for a learned variance
     model_channels: int = 32                  # channels of the first level
     channel_mult: tuple = (1, 2, 2)           # channels per level, as multiples of model_channels
-    num_res_blocks: int = 1                   # ResBlocks per level on the way down (one more on the way up)
+    num_res_blocks: int = 1                   # residual blocks per level going down (one more going up)
     attention_resolutions: tuple = (4,)       # downsampling rates with self-attention
-    num_heads: int = 4
+    num_heads: int = 4                        # attention heads (unless num_head_channels is set)
     num_head_channels: int | None = None      # if set, heads = channels // num_head_channels
-    dropout: float = 0.0
-    use_scale_shift_norm: bool = True
+    dropout: float = 0.0                      # dropout rate inside the residual blocks
+    use_scale_shift_norm: bool = True         # time embedding as scale and shift after the norm (else added)
     mid_attention: bool = True                # attention in the middle block
     num_classes: int | None = None            # class-conditional: y is (B,) int labels
     adm_in_channels: int | None = None        # vector-conditional: y is (B, adm_in_channels)
@@ -201,41 +208,65 @@ class UNetConfig:
     @property
     def time_embed_dim(self) -> int: return 4 * self.model_channels
 
-    def validate(self) -> UNetConfig:
-        "Check every field (lists become tuples); raise a ValueError/TypeError naming the field."
-        for f in ("channel_mult", "attention_resolutions"):
-            if isinstance(getattr(self, f), list): setattr(self, f, tuple(getattr(self, f)))
-        for f in ("image_size", "in_channels", "out_channels", "model_channels", "num_res_blocks", "num_heads"):
-            check_int(f, getattr(self, f), lo=1)
-        for f in ("num_head_channels", "num_classes", "adm_in_channels"):
-            if getattr(self, f) is not None: check_int(f, getattr(self, f), lo=1)
-        check_float("dropout", self.dropout, lo=0, hi=1, hi_open=True)
-        for f in ("use_scale_shift_norm", "mid_attention"):
-            if not isinstance(getattr(self, f), bool): raise TypeError(f"{f} must be a bool, got {getattr(self, f)!r}")
-        cm, ar = self.channel_mult, self.attention_resolutions
-        if not isinstance(cm, tuple) or len(cm) == 0 or not all(_is_int(m) and m >= 1 for m in cm):
-            raise ValueError(f"channel_mult must be a non-empty sequence of positive ints, got {cm!r}")
-        rates = tuple(2 ** i for i in range(len(cm)))
-        if not isinstance(ar, tuple) or not all(_is_int(r) for r in ar) or not set(ar) <= set(rates):
-            raise ValueError(f"attention_resolutions must be downsampling rates in {rates} "
-                             f"(reachable with {len(cm)} levels), got {ar!r}")
-        if self.num_classes is not None and self.adm_in_channels is not None:
-            raise ValueError("set at most one of num_classes and adm_in_channels (both condition through y)")
-        if self.image_size % self.size_factor:
-            raise ValueError(_size_error("image_size", self.image_size, self.size_factor, len(cm)))
-        att = [self.model_channels * m for i, m in enumerate(cm) if 2 ** i in ar]
-        if self.mid_attention: att.append(self.model_channels * cm[-1])
-        for c in att: _num_heads(c, self.num_heads, self.num_head_channels)
-        return self
+# %% ../nbs/05_unet.ipynb #a36f923b
+@patch
+def validate(self: UNetConfig) -> UNetConfig:
+    "Check every field (lists become tuples); raise a ValueError/TypeError naming the field."
+    for f in ("channel_mult", "attention_resolutions"):
+        if isinstance(getattr(self, f), list): setattr(self, f, tuple(getattr(self, f)))
+    for f in ("image_size", "in_channels", "out_channels", "model_channels", "num_res_blocks", "num_heads"):
+        check_int(f, getattr(self, f), lo=1)
+    for f in ("num_head_channels", "num_classes", "adm_in_channels"):
+        if getattr(self, f) is not None: check_int(f, getattr(self, f), lo=1)
+    check_float("dropout", self.dropout, lo=0, hi=1, hi_open=True)
+    for f in ("use_scale_shift_norm", "mid_attention"):
+        if not isinstance(getattr(self, f), bool): raise TypeError(f"{f} must be a bool, got {getattr(self, f)!r}")
+    cm, ar = self.channel_mult, self.attention_resolutions
+    if not isinstance(cm, tuple) or len(cm) == 0 or not all(_is_int(m) and m >= 1 for m in cm):
+        raise ValueError(f"channel_mult must be a non-empty sequence of positive ints, got {cm!r}")
+    rates = tuple(2 ** i for i in range(len(cm)))
+    if not isinstance(ar, tuple) or not all(_is_int(r) for r in ar) or not set(ar) <= set(rates):
+        raise ValueError(f"attention_resolutions must be downsampling rates in {rates} "
+                         f"(reachable with {len(cm)} levels), got {ar!r}")
+    if self.num_classes is not None and self.adm_in_channels is not None:
+        raise ValueError("set at most one of num_classes and adm_in_channels (both condition through y)")
+    if self.image_size % self.size_factor:
+        raise ValueError(_size_error("image_size", self.image_size, self.size_factor, len(cm)))
+    att = [self.model_channels * m for i, m in enumerate(cm) if 2 ** i in ar]
+    if self.mid_attention: att.append(self.model_channels * cm[-1])
+    for c in att: _num_heads(c, self.num_heads, self.num_head_channels)
+    return self
 
-def _size_error(name: str, size: int, factor: int, levels: int) -> str:
-    "The message for an image side that the UNet cannot take."
-    ok = -(-size // factor) * factor
-    return (f"{name} {size} must be divisible by {factor} = 2**(len(channel_mult) - 1) for {levels} levels "
-            f"(each level halves the size and the skip connections must line up); "
-            f"pad the input to {ok} (e.g. F.pad) or use fewer levels")
+# %% ../nbs/05_unet.ipynb #dfb36058
+def _down_blocks(cfg: UNetConfig, make_resblock, make_attention) -> tuple[nn.ModuleList, list[int]]:
+    "`input_blocks`: a conv to C0, then per level R ResBlocks (+A) and a Downsample (not after the last); and the skips' channels."
+    mc = cfg.model_channels
+    blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
+    skip_chans, ch, ds = [mc], mc, 1
+    for level, mult in enumerate(cfg.channel_mult):
+        for _ in range(cfg.num_res_blocks):
+            layers = [make_resblock(ch, mult * mc)]; ch = mult * mc
+            if ds in cfg.attention_resolutions: layers.append(make_attention(ch))
+            blocks.append(TimestepEmbedSequential(*layers)); skip_chans.append(ch)
+        if level != cfg.levels - 1:
+            blocks.append(TimestepEmbedSequential(Downsample(ch))); skip_chans.append(ch); ds *= 2
+    return blocks, skip_chans
 
-# %% ../nbs/05_unet.ipynb #6aec195b
+# %% ../nbs/05_unet.ipynb #2069882f
+def _up_blocks(cfg: UNetConfig, skip_chans: list[int], make_resblock, make_attention) -> nn.ModuleList:
+    "`output_blocks`: per level, in reverse, R + 1 ResBlocks (+A) on [h, skip], and an Upsample ending each level but the first."
+    skips, mc, blocks = list(skip_chans), cfg.model_channels, nn.ModuleList()
+    ch, ds = skips[-1], cfg.size_factor                        # h leaves the middle block as it left the down path
+    for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+        for i in range(cfg.num_res_blocks + 1):
+            layers = [make_resblock(ch + skips.pop(), mult * mc)]; ch = mult * mc
+            if ds in cfg.attention_resolutions: layers.append(make_attention(ch))
+            if level and i == cfg.num_res_blocks: layers.append(Upsample(ch)); ds //= 2
+            blocks.append(TimestepEmbedSequential(*layers))
+    assert not skips and ds == 1
+    return blocks
+
+# %% ../nbs/05_unet.ipynb #4668a628
 class UNetModel(nn.Module):
     "The diffusion UNet (DDPM / CompVis openaimodel): `forward(x, timesteps, context=None, y=None)` -> same shape as x (with out_channels)."
     def __init__(self, cfg: UNetConfig | None = None, **kwargs):
@@ -248,28 +279,12 @@ class UNetModel(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
         self.label_emb = (nn.Embedding(cfg.num_classes, ted) if cfg.num_classes is not None else
                           nn.Linear(cfg.adm_in_channels, ted) if cfg.adm_in_channels is not None else None)
-        # down: every block's output is a skip; remember its channels
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
-        skip_chans, ch, ds = [mc], mc, 1
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                layers = [self.make_resblock(ch, mult * mc)]; ch = mult * mc
-                if ds in cfg.attention_resolutions: layers.append(self.make_attention(ch))
-                self.input_blocks.append(TimestepEmbedSequential(*layers)); skip_chans.append(ch)
-            if level != cfg.levels - 1:
-                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch))); skip_chans.append(ch); ds *= 2
-        # middle
+        self.input_blocks, skip_chans = _down_blocks(cfg, self.make_resblock, self.make_attention)
+        ch = skip_chans[-1]
         mid = [self.make_resblock(ch, ch)] + ([self.make_attention(ch)] if cfg.mid_attention else []) + [self.make_resblock(ch, ch)]
         self.middle_block = TimestepEmbedSequential(*mid)
-        # up: each block consumes one skip
-        self.output_blocks = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
-            for i in range(cfg.num_res_blocks + 1):
-                layers = [self.make_resblock(ch + skip_chans.pop(), mult * mc)]; ch = mult * mc
-                if ds in cfg.attention_resolutions: layers.append(self.make_attention(ch))
-                if level and i == cfg.num_res_blocks: layers.append(Upsample(ch)); ds //= 2
-                self.output_blocks.append(TimestepEmbedSequential(*layers))
-        assert not skip_chans and ds == 1
+        self.output_blocks = _up_blocks(cfg, skip_chans, self.make_resblock, self.make_attention)
+        ch = mc * cfg.channel_mult[0]                           # the up path ends at the first level's width
         self.out = nn.Sequential(normalization(ch), nn.SiLU(), zero_module(nn.Conv2d(ch, cfg.out_channels, 3, padding=1)))
 
     def make_resblock(self, channels: int, out_channels: int) -> ResBlock:
@@ -281,40 +296,62 @@ class UNetModel(nn.Module):
         "The attention layer at `channels` (override to use cross-attention)."
         return AttentionBlock(channels, self.cfg.num_heads, self.cfg.num_head_channels)
 
-    def check_inputs(self, x, timesteps, y=None) -> None:
-        "Raise a clear error if `x`, `timesteps` or `y` do not fit this model."
-        c = self.cfg
-        check_tensor("x", x, ndim=4, floating=True)
-        B, C, H, W = x.shape
-        if C != c.in_channels: raise ValueError(f"x must have in_channels={c.in_channels} channels, got shape {tuple(x.shape)}")
-        for name, s in (("x height", H), ("x width", W)):
-            if s % c.size_factor: raise ValueError(_size_error(name, s, c.size_factor, c.levels))
-        check_tensor("timesteps", timesteps, ndim=1)
-        if timesteps.dtype == torch.bool or timesteps.is_complex():
-            raise TypeError(f"timesteps must be an integer or real tensor, got dtype {timesteps.dtype}")
-        if len(timesteps) != B: raise ValueError(f"timesteps must have shape ({B},) (one per item of x), got {tuple(timesteps.shape)}")
-        if c.num_classes is not None:
-            if y is None: raise ValueError(f"y (class labels) is required: the model has num_classes={c.num_classes}")
-            check_tensor("y", y, ndim=1, integer=True)
-            if y.shape != (B,): raise ValueError(f"y must have shape ({B},), got {tuple(y.shape)}")
-            if len(y) and (int(y.min()) < 0 or int(y.max()) >= c.num_classes):
-                raise ValueError(f"y must lie in [0, {c.num_classes}), got values in [{int(y.min())}, {int(y.max())}]")
-        elif c.adm_in_channels is not None:
-            if y is None: raise ValueError(f"y (a vector per item) is required: the model has adm_in_channels={c.adm_in_channels}")
-            check_tensor("y", y, ndim=2, floating=True)
-            if y.shape != (B, c.adm_in_channels): raise ValueError(f"y must have shape ({B}, {c.adm_in_channels}), got {tuple(y.shape)}")
-        elif y is not None:
-            raise ValueError("y was given but the model is unconditional (set num_classes or adm_in_channels)")
+# %% ../nbs/05_unet.ipynb #4e1f7d6b
+@patch
+def check_inputs(self: UNetModel, x, timesteps, y=None) -> None:
+    "Raise a clear error if `x`, `timesteps` or `y` do not fit this model."
+    c = self.cfg
+    check_tensor("x", x, ndim=4, floating=True)
+    B, C, H, W = x.shape
+    if C != c.in_channels: raise ValueError(f"x must have in_channels={c.in_channels} channels, got shape {tuple(x.shape)}")
+    for name, s in (("x height", H), ("x width", W)):
+        if s % c.size_factor: raise ValueError(_size_error(name, s, c.size_factor, c.levels))
+    check_tensor("timesteps", timesteps, ndim=1)
+    if timesteps.dtype == torch.bool or timesteps.is_complex():
+        raise TypeError(f"timesteps must be an integer or real tensor, got dtype {timesteps.dtype}")
+    if len(timesteps) != B: raise ValueError(f"timesteps must have shape ({B},) (one per item of x), got {tuple(timesteps.shape)}")
+    if c.num_classes is not None:
+        if y is None: raise ValueError(f"y (class labels) is required: the model has num_classes={c.num_classes}")
+        check_tensor("y", y, ndim=1, integer=True)
+        if y.shape != (B,): raise ValueError(f"y must have shape ({B},), got {tuple(y.shape)}")
+        lo, hi = _label_range(y) if len(y) else (0, 0)                        # the only check that reads a value
+        if lo < 0 or hi >= c.num_classes: raise ValueError(f"y must lie in [0, {c.num_classes}), got values in [{lo}, {hi}]")
+    elif c.adm_in_channels is not None:
+        if y is None: raise ValueError(f"y (a vector per item) is required: the model has adm_in_channels={c.adm_in_channels}")
+        check_tensor("y", y, ndim=2, floating=True)
+        if y.shape != (B, c.adm_in_channels): raise ValueError(f"y must have shape ({B}, {c.adm_in_channels}), got {tuple(y.shape)}")
+    elif y is not None:
+        raise ValueError("y was given but the model is unconditional (set num_classes or adm_in_channels)")
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context=None, y: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_inputs(x, timesteps, y)
-        w = self.time_embed[0].weight
-        emb = self.time_embed(timestep_embedding(timesteps, self.cfg.model_channels).to(w.dtype))  # (B, 4 C0)
-        if self.label_emb is not None: emb = emb + self.label_emb(y if self.cfg.num_classes else y.to(w.dtype))
-        hs, h = [], x
-        for block in self.input_blocks:
-            h = block(h, emb, context); hs.append(h)           # (B, C_l, H / ds, W / ds)
-        h = self.middle_block(h, emb, context)
-        for block in self.output_blocks:
-            h = block(torch.cat([h, hs.pop()], dim=1), emb, context)
-        return self.out(h)                                     # (B, out_channels, H, W)
+# %% ../nbs/05_unet.ipynb #6a136ab9
+_label_ranges = WeakIdKeyDictionary()          # labels tensor -> (its version counter, min, max) when last read
+
+def _label_range(y: torch.Tensor) -> tuple[int, int]:
+    "`(min, max)` of the labels `y`, read from the device once per tensor and version (a sampling loop passes one `y` per step)."
+    if y.is_inference(): return int(y.min()), int(y.max())          # no version counter: cannot tell it is unchanged
+    seen = _label_ranges.get(y)
+    if seen is not None and seen[0] == y._version: return seen[1:]  # the same tensor, not written since it was read
+    lo, hi = int(y.min()), int(y.max())
+    _label_ranges[y] = (y._version, lo, hi)
+    return lo, hi
+
+# %% ../nbs/05_unet.ipynb #1d2e2949
+@patch
+def _forward(self: UNetModel, x, timesteps, context=None, y=None) -> torch.Tensor:
+    "`forward` without the checks: the caller checks its inputs (`check_inputs`)."
+    w = self.time_embed[0].weight
+    emb = self.time_embed(_timestep_embedding(timesteps, self.cfg.model_channels).to(w.dtype))  # (B, 4 C0)
+    if self.label_emb is not None: emb = emb + self.label_emb(y if self.cfg.num_classes else y.to(w.dtype))
+    hs, h = [], x
+    for block in self.input_blocks:
+        h = block(h, emb, context); hs.append(h)               # (B, C_l, H / ds, W / ds)
+    h = self.middle_block(h, emb, context)
+    for block in self.output_blocks:
+        h = block(torch.cat([h, hs.pop()], dim=1), emb, context)
+    return self.out(h)                                         # (B, out_channels, H, W)
+
+@patch
+def forward(self: UNetModel, x: torch.Tensor, timesteps: torch.Tensor, context=None, y: torch.Tensor | None = None) -> torch.Tensor:
+    "The prediction `(B, out_channels, H, W)` for `x` `(B, in_channels, H, W)` at `timesteps` `(B,)`; checks its inputs."
+    self.check_inputs(x, timesteps, y)
+    return self._forward(x, timesteps, context, y)

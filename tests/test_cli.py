@@ -1,36 +1,11 @@
-"""The `ldm-nb` command line, end to end in subprocesses: train, resume, sample, bad input, a SIGKILL mid-run.
-Everything is tiny (sklearn's 8x8 digits, a 16-channel UNet, T = 50) and on the CPU."""
-import json, os, random, shutil, signal, subprocess, sys, time
+"""The `ldm-nb` command line, end to end in subprocesses: train, resume, sample, bad input, a SIGKILL mid-run, and one
+writer per run folder. Everything is tiny (sklearn's 8x8 digits, a 16-channel UNet, T = 50) and on the CPU."""
+import json, random, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-
-BIN = Path(sys.executable).parent / "ldm-nb"
-LDM = [str(BIN)] if BIN.exists() else [sys.executable, "-c", "import sys; from ldm_nb.train import main; sys.exit(main())"]
-MOD = [sys.executable, "-m", "ldm_nb.train"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-TINY = ["--dataset", "digits", "--batch-size", "32", "--lr", "2e-3", "--model-channels", "16", "--channel-mult", "1,2",
-        "--attention-resolutions", "", "--no-mid-attention", "--num-heads", "1", "--timesteps", "50", "--ema-decay", "0.9",
-        "--log-every", "1", "--ckpt-every", "2", "--sample-every", "0", "--n-sample", "4", "--no-progress"]
-
-def run(cmd, *args, check=None):
-    r = subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=120)
-    if check is not None: assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
-    return r
-
-def run_many(cmds):
-    "Start the commands together (they are mostly import time), return their results in order."
-    ps = [subprocess.Popen([*map(str, c)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for c in cmds]
-    return [(p, *p.communicate(timeout=120)) for p in ps]
-
-def assert_one_line_error(rc, err, contains):
-    assert rc == 2, (rc, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ldm-nb: error: "), err
-    assert "Traceback" not in err and contains in lines[0], (contains, err)
-
-def ckpt(run_dir): return Path(run_dir) / "checkpoints" / "last.safetensors"
+from conftest import LDM, MOD, ENV, TINY_DDPM as TINY, ckpt, run, run_many, assert_one_line_error
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
@@ -41,12 +16,12 @@ def tiny_run(tmp_path_factory):
     return d
 
 def test_help(capsys):
-    (p1, o1, e1), (p3, o3, e3) = run_many([[*LDM, "--help"], [*MOD, "--help"]])
-    assert p1.returncode == 0 and "train" in o1 and "sample" in o1
+    (p1, o1, e1), (p3, o3, e3) = run_many([[*LDM, "--help"], [*MOD, "train", "--help"]])
+    assert p1.returncode == 0 and all(c in o1 for c in ("train", "sample", "train-vae", "train-ldm", "sample-ldm", "demo-ldm"))
     assert p3.returncode == 0 and "--model-channels" in o3 and "(default: 16)" in o3 and "--resume" in o3
-    from ldm_nb.train import main
+    from ldm_nb.cli import main
     with pytest.raises(SystemExit) as e: main(["train", "--help"])
-    assert e.value.code == 0 and capsys.readouterr().out == o3      # python -m ldm_nb.train == ldm-nb train
+    assert e.value.code == 0 and capsys.readouterr().out == o3      # python -m ldm_nb train == ldm-nb train
 
 def test_train_writes_the_run(tiny_run):
     cfg = json.loads((tiny_run / "config.json").read_text())
@@ -58,7 +33,7 @@ def test_train_writes_the_run(tiny_run):
 def test_resume_is_exact(tiny_run, tmp_path):
     "4 steps + resume to 8 == 8 steps straight (bit for bit); the fresh run also takes its config from --config."
     half = tmp_path / "half"; shutil.copytree(tiny_run, half)
-    (pr, o, e), (pf, _, ef) = run_many([[*MOD, "--run-dir", half, "--steps", 8, "--resume", "--no-progress"],
+    (pr, o, e), (pf, _, ef) = run_many([[*MOD, "train", "--run-dir", half, "--steps", 8, "--resume", "--no-progress"],
                                         [*LDM, "train", "--config", tiny_run / "config.json", "--run-dir", tmp_path / "full", "--steps", 8]])
     assert pr.returncode == 0 and pf.returncode == 0, (e, ef)
     a, b = load_file(ckpt(half)), load_file(ckpt(tmp_path / "full"))
@@ -84,7 +59,7 @@ def test_sample_ddpm_and_ddim(tiny_run, tmp_path):
 
 def test_bad_input_one_line_and_nothing_touched(tiny_run, tmp_path, capsys):
     "Each bad input: exit status 2, one line on stderr, no traceback, and no file written or changed."
-    from ldm_nb.train import main
+    from ldm_nb.cli import main
     runs = tmp_path / "r"; shutil.copytree(tiny_run, runs)
     good = ckpt(runs).read_bytes(); metrics = (runs / "metrics.jsonl").read_text()
     trunc = tmp_path / "t"; shutil.copytree(tiny_run, trunc)
@@ -95,7 +70,7 @@ def test_bad_input_one_line_and_nothing_touched(tiny_run, tmp_path, capsys):
         ([*LDM, "train", "--run-dir", runs, "--steps", 8, "--model-channels", 32, "--resume", "--no-progress"],
          "unet.model_channels is 16 in the checkpoint but 32 was requested"),
         ([*LDM, "sample", "--run-dir", trunc], "cannot read checkpoint"),
-        ([*MOD, "--run-dir", tmp_path / "n1", *TINY, "--steps", 0], "steps must be >= 1, got 0"),
+        ([*MOD, "train", "--run-dir", tmp_path / "n1", *TINY, "--steps", 0], "steps must be >= 1, got 0"),
     ]
     for (p, out, err), (_, contains) in zip(run_many([c for c, _ in procs]), procs):
         assert_one_line_error(p.returncode, err, contains)
@@ -124,7 +99,7 @@ def test_bad_input_one_line_and_nothing_touched(tiny_run, tmp_path, capsys):
 
 def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
     "Kill a run that checkpoints every step at a random moment; last.safetensors loads, and --resume continues it."
-    from ldm_nb.train import load_checkpoint
+    from ldm_nb.train_ddpm import load_checkpoint
     d = tmp_path / "killed"
     args = [*TINY, "--model-channels", 32, "--ckpt-every", 1, "--log-every", 1]
     p = subprocess.Popen([*LDM, "train", "--run-dir", str(d), "--steps", "100000", *map(str, args)],

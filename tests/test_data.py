@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
-from ldm_nb.data import ImageFolderDataset, load_digits_tensor, load_mnist, make_loader, mnist_path
+from ldm_nb.data import (ImageBatches, ImageFolderDataset, batch_indices, batch_stream, load_dataset, load_digits_tensor,
+                         load_mnist, mnist_path, resolve_image_size)
 
 HAS_MNIST = importlib.util.find_spec("mnist") is not None
 
@@ -55,11 +56,31 @@ def test_missing_and_empty(tmp_path):
         ImageFolderDataset(tmp_path, 8)
 
 
-def test_loader_seeded_with_workers(folder):
-    ds = ImageFolderDataset(folder, 8)
-    def order(seed, workers): return [b[0] for b in make_loader(ds, 2, seed=seed, num_workers=workers)]
-    a, b = order(3, 2), order(3, 0)
-    assert all(torch.equal(u, v) for u, v in zip(a, b))
+def test_batch_stream_workers_same_order(folder):
+    data = ImageBatches(folder, 8)
+    def stream(workers, start=0): return list(batch_stream(data, start, 9, 2, seed=3, num_workers=workers))
+    a, b = stream(2), stream(0)
+    assert len(a) == len(b) == 9 and all(torch.equal(u, v) for u, v in zip(a, b))
+    assert all(torch.equal(u, v) for u, v in zip(stream(2, start=4), a[4:], strict=True))   # resume mid-run
+    gc.collect()
+
+
+def test_batch_indices_shards_cover_each_epoch():
+    n, B, W = 50, 12, 3
+    for step in range(8):
+        shards = [batch_indices(step, n, B, seed=1, rank=r, world_size=W) for r in range(W)]
+        assert all(len(s) == B // W for s in shards)
+        assert torch.equal(torch.cat(shards), batch_indices(step, n, B, seed=1))
+    epoch = torch.cat([batch_indices(s, n, B, 1) for s in range(n // B)])
+    assert len(set(epoch.tolist())) == (n // B) * B                  # no example twice within an epoch
+
+
+def test_resolve_image_size_and_load_dataset():
+    assert resolve_image_size("digits") == (8, 1) and resolve_image_size("mnist", None, None, 32) == (32, 1)
+    with pytest.raises(ValueError, match="image_size must be 8 \\+ an even number for dataset 'digits'"):
+        resolve_image_size("digits", 11)
+    x, y = load_dataset("digits", 10)
+    assert x.shape == (1797, 1, 10, 10) and (x[:, :, 0] == -1).all() and len(y) == 1797
 
 
 def test_distributed_sampler_shards(folder):

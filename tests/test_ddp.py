@@ -1,22 +1,19 @@
 """Two processes (torchrun, gloo on CPU) train exactly what one process trains with the same global batch."""
-import json, os, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from conftest import ENV, TORCHRUN, DUMP, TINY_DDPM
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-TINY = ["--dataset", "digits", "--batch-size", "32", "--lr", "2e-3", "--model-channels", "16", "--channel-mult", "1,2",
-        "--attention-resolutions", "", "--no-mid-attention", "--num-heads", "1", "--timesteps", "50", "--ema-decay", "0.9",
-        "--log-every", "1", "--ckpt-every", "2", "--sample-every", "2", "--n-sample", "4", "--no-progress", "--steps", "5"]
+TINY = [*TINY_DDPM, "--sample-every", "2", "--steps", "5"]
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_two_processes_match_one(tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmds = {"ddp": [*torchrun, "-m", "ldm_nb.train", "--run-dir", str(tmp_path / "ddp"), *TINY],
-            "one": [sys.executable, "-m", "ldm_nb.train", "--run-dir", str(tmp_path / "one"), *TINY]}
-    procs = {k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env={**ENV, "LDM_NB_DUMP_DIR": str(tmp_path / f"dump_{k}")}) for k, c in cmds.items()}
+    "Each rank's final weights come from the training skeleton's `on_end` callback (tests/dump_ranks.py)."
+    cmds = {k: [*(TORCHRUN if k == "ddp" else [sys.executable]), DUMP, str(tmp_path / f"dump_{k}"), "train",
+                "--run-dir", str(tmp_path / k), *TINY] for k in ("ddp", "one")}
+    procs = {k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for k, c in cmds.items()}
     for k, p in procs.items():
         out, err = p.communicate(timeout=180)
         assert p.returncode == 0, (k, out, err[-3000:])
@@ -31,7 +28,8 @@ def test_two_processes_match_one(tmp_path):
     # first steps, everything behind the zero-initialised output conv), so single weights differ by up to ~1e-5.
     # The scale-free check: the distance between the two runs' weights, relative to how far training moved them
     # (measured ~6e-5; a run that sees other batches scores ~1).
-    from ldm_nb.train import TrainConfig, build_ddpm, derive_seed
+    from ldm_nb.train_ddpm import TrainConfig, build_ddpm
+    from ldm_nb.core import derive_seed
     cfg = TrainConfig.from_json((tmp_path / "ddp" / "config.json").read_text())
     torch.manual_seed(derive_seed(cfg.seed, "init")); init = build_ddpm(cfg).model.state_dict()
     flat = lambda d, pre: torch.cat([d[pre + k].flatten() for k in init])

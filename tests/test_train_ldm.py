@@ -1,4 +1,4 @@
-"""`train-ldm` and `sample-ldm` end to end through `ldm_nb.train_ldm.cli_main`: train, exact resume, class grids with
+"""`train-ldm` and `sample-ldm` end to end through `ldm_nb.cli.main`: train, exact resume, class grids with
 guidance (DDPM and DDIM), img2img and inpainting from PNG files, and bad input (exit 2, one line).
 Everything is tiny (sklearn's 8x8 digits, an untrained f=2 autoencoder, a 16-channel UNet, T = 50) and on the CPU."""
 import os, subprocess, sys
@@ -10,27 +10,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ldm_nb.autoencoder import AutoencoderKL, AutoencoderConfig
-from ldm_nb.train_ldm import cli_main, save_first_stage
-
-TINY = ["--dataset", "digits", "--batch-size", "32", "--lr", "2e-3", "--model-channels", "16", "--channel-mult", "1,2",
-        "--attention-resolutions", "", "--mid-attention", "--num-heads", "1", "--timesteps", "50", "--ema-decay", "0.9",
-        "--cond-embed-dim", "16", "--log-every", "1", "--ckpt-every", "2", "--sample-every", "0", "--n-sample", "2",
-        "--sample-steps", "5", "--scale-images", "256", "--no-progress"]
+from ldm_nb.train_ldm import save_first_stage
+from conftest import TINY_LDM as TINY, MOD, ENV, TORCHRUN, DUMP, ckpt, main as run, assert_one_line_error
 
 
-def run(*argv):
-    return cli_main([str(a) for a in argv])
-
-
-def ckpt(run_dir): return Path(run_dir) / "checkpoints" / "last.safetensors"
-
-
-def one_line_error(capsys, rc, contains):
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ldm-nb: error: "), err
-    assert contains in lines[0], (contains, err)
+def one_line_error(capsys, rc, contains): assert_one_line_error(rc, capsys.readouterr().err, contains)
 
 
 def write_png(a: np.ndarray, path) -> Path:
@@ -149,20 +133,18 @@ def test_bad_input_exits_2_with_one_line(tiny_run, vae, tmp_path, capsys):
 
 
 def test_module_entry_point():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "ldm_nb.train_ldm", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run([*MOD, "train-ldm", "--help"], capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0 and "--first-stage" in r.stdout and "--p-uncond" in r.stdout and "(default: 0.1)" in r.stdout
 
 
 def test_torchrun_two_processes(vae, tmp_path):
     "torchrun with 2 CPU processes (gloo): the ranks end identical, rank 0 writes, and it matches one process up to rounding."
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LDM_NB_DUMP_DIR": str(tmp_path / "dump"), "PYTHONWARNINGS": "ignore"}
     args = ["--first-stage", str(vae), "--steps", "4", *TINY]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ldm_nb.train_ldm", "--run-dir",
-                        str(tmp_path / "ddp"), *args], capture_output=True, text=True, env=env, timeout=180)
+    r = subprocess.run([*TORCHRUN, DUMP, str(tmp_path / "dump"), "train-ldm", "--run-dir", str(tmp_path / "ddp"), *args],
+                       capture_output=True, text=True, env=ENV, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("trained to step 4") == 1                          # rank 0 alone reports (and writes)
-    a, b = load_file(tmp_path / "dump" / "ldm_rank0.safetensors"), load_file(tmp_path / "dump" / "ldm_rank1.safetensors")
+    a, b = load_file(tmp_path / "dump" / "rank0.safetensors"), load_file(tmp_path / "dump" / "rank1.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert run("train-ldm", "--run-dir", tmp_path / "one", *args) == 0
     one, two = load_file(ckpt(tmp_path / "one")), load_file(ckpt(tmp_path / "ddp"))

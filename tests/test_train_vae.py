@@ -1,4 +1,4 @@
-"""`train-vae` end to end, in process through `ldm_nb.train_vae.cli_main`: a run's files, exact resume, and the
+"""`train-vae` end to end, in process through `ldm_nb.cli.main`: a run's files, exact resume, and the
 one-line errors for a truncated checkpoint and a mismatched config. Tiny: sklearn's 8x8 digits, a 16-channel f=2
 autoencoder, a one-layer discriminator switched on at step 2, on the CPU."""
 import json, os, shutil, subprocess, sys
@@ -8,26 +8,12 @@ import torch
 from safetensors.torch import load_file
 
 torch.set_num_threads(1)
-from ldm_nb.train_vae import cli_main, load_autoencoder, VAETrainConfig
+from ldm_nb.train_vae import load_autoencoder, VAETrainConfig
+from conftest import TINY_VAE as TINY, MOD, ENV, ckpt, main, snapshot, assert_one_line_error as _one_line
 
-TINY = ["--dataset", "digits", "--batch-size", "32", "--lr", "2e-3", "--ch", "16", "--ch-mult", "1,2", "--num-groups", "8",
-        "--z-channels", "2", "--embed-dim", "2", "--disc-num-layers", "1", "--disc-ndf", "16", "--disc-start", "2",
-        "--log-every", "1", "--ckpt-every", "2", "--sample-every", "0", "--n-sample", "8", "--no-progress"]
+def run(*args) -> int: return main("train-vae", *args)
 
-def ckpt(run_dir): return Path(run_dir) / "checkpoints" / "last.safetensors"
-
-def run(*args) -> int: return cli_main(["train-vae", *map(str, args)])
-
-def assert_one_line_error(capsys, rc, contains):
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ldm-nb: error: "), err
-    assert "Traceback" not in err and contains in lines[0], (contains, err)
-
-def snapshot(run_dir) -> dict:
-    "Bytes of every file of a run."
-    return {p: p.read_bytes() for p in sorted(Path(run_dir).rglob("*")) if p.is_file()}
+def assert_one_line_error(capsys, rc, contains): _one_line(rc, capsys.readouterr().err, contains)
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
@@ -85,8 +71,7 @@ def test_config_mismatch(tiny_run, tmp_path, capsys):
     assert snapshot(d) == before
 
 def test_module_entry_point():
-    "`python -m ldm_nb.train_vae --help` is `ldm-nb train-vae --help`."
-    r = subprocess.run([sys.executable, "-m", "ldm_nb.train_vae", "--help"], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    "`python -m ldm_nb train-vae --help` is `ldm-nb train-vae --help`."
+    r = subprocess.run([*MOD, "train-vae", "--help"], capture_output=True, text=True, timeout=120, env=ENV)
     assert r.returncode == 0, r.stderr
     assert "--kl-weight" in r.stdout and "--resume" in r.stdout and "(default: 1e-06)" in r.stdout
