@@ -5,7 +5,7 @@ usage: python benchmarks/bench_ddim_table.py [--run-dir runs/ddim-book] [--train
                                              [--S 10,20,50,100] [--etas 0,0.5,1] [--extra 1000:0,1000:1]
                                              [--threads 1] [--boot 50]
                                              [--timing-batch 50] [--timing-rounds 3]
-                                             [--out benchmarks/results/ddim_table.json]
+                                             [--out benchmarks/results/ddim_table.json] [--smoke]
 
 * the model: `mnist_config` (chapter 15's default MNIST DDPM, 0.29 M parameters) trained for --train-steps steps in
   --run-dir; the script trains it (or resumes it) when the checkpoint there has fewer steps, so this one command
@@ -21,19 +21,25 @@ usage: python benchmarks/bench_ddim_table.py [--run-dir runs/ddim-book] [--train
 * seconds per sample: a separate timing pass after all the samples, --timing-rounds rounds that each time one batch of
   --timing-batch samples of every sampler in turn, the median per sampler (interleaving spreads the machine's load
   changes over all rows; this machine is shared, so compare rows of one run, not runs).
-Writes JSON, a markdown table (.md) and a figure (.png) with the same stem."""
-import argparse, json, os, platform, statistics, time
+Writes JSON, a markdown table (.md) and a figure (.png) with the same stem; the JSON's "meta" says how it was made (git
+commit, command line, versions, threads, date).
+--smoke: a tiny run (a 2-step model in a temp run folder, n = 4, S in 2,5, eta in 0,1, DDPM-1000 on 4 samples, one
+timing round) that only checks the script end to end; everything goes to a temp folder, not --out or --run-dir."""
+import argparse, json, os, platform, statistics, sys, time
 from pathlib import Path
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_meta, smoke_dir
 
 # Table 1 of Song, Meng & Ermon (2021), CIFAR-10 FID, for the comparison of shapes (not of values)
 PAPER = {"S": [10, 20, 50, 100], "eta": {0.0: [13.36, 6.84, 4.67, 4.16], 1.0: [41.07, 18.36, 8.01, 5.78]}}
 
 
-def ensure_model(run_dir: str, steps: int, device: str) -> Path:
+def ensure_model(run_dir: str, steps: int, device: str, **overrides) -> Path:
     "Train (or resume) the book's MNIST DDPM in `run_dir` up to `steps` steps; return its checkpoint path."
-    from ldm_nb.train import mnist_config, train, load_checkpoint, run_paths
-    cfg = mnist_config(run_dir, steps=steps, sample_every=0, device=device)
+    from ldm_nb.train_ddpm import mnist_config, train, load_checkpoint
+    from ldm_nb.runs import run_paths
+    cfg = mnist_config(run_dir, steps=steps, sample_every=0, device=device, **overrides)
     ck = run_paths(run_dir)["ckpt"]
     done = load_checkpoint(ck, cfg)["step"] if ck.exists() else 0
     if done > steps: raise SystemExit(f"{ck} has {done} steps, more than --train-steps {steps}: use another --run-dir")
@@ -48,8 +54,8 @@ def tag(sampler: str, S: int, eta) -> str: return f"{sampler}_S{S}" + (f"_eta{et
 
 def draw(ck: Path, sampler: str, n: int, batch: int, S: int, eta, seed0: int = 0) -> torch.Tensor:
     "n samples (chunk i has seed seed0 + i), `(n, 1, 28, 28)` in [-1, 1]."
-    from ldm_nb.train import sample_checkpoint
-    return torch.cat([sample_checkpoint(ck, n=min(batch, n - lo), sampler=sampler, steps=S if sampler == "ddim" else 50,
+    from ldm_nb.train_ddpm import sample_checkpoint
+    return torch.cat([sample_checkpoint(ck, n=min(batch, n - lo), sampler=sampler, sample_steps=S if sampler == "ddim" else 50,
                                         eta=eta or 0., seed=seed0 + i, device="cpu")[0]
                       for i, lo in enumerate(range(0, n, batch))])
 
@@ -69,7 +75,13 @@ def main(argv=None):
     ap.add_argument("--timing-batch", type=int, default=50)
     ap.add_argument("--timing-rounds", type=int, default=3, help="0: no timing pass")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script, all in a temp folder (not --out/--run-dir)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        tmp = smoke_dir("ddim_table")
+        args.run_dir, args.out = str(tmp / "run"), str(tmp / Path(args.out).name)
+        args.train_steps, args.n, args.batch, args.S, args.etas, args.extra = 2, 4, 4, "2,5", "0,1", "10:0"
+        args.boot, args.timing_batch, args.timing_rounds = 3, 1, 1
     if not 2 <= args.n <= 5000: ap.error("--n must be in [2, 5000]")
     for name in ("batch", "threads", "timing_batch", "boot", "train_steps"):
         if getattr(args, name) < 1: ap.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -81,11 +93,12 @@ def main(argv=None):
     if any(not 1 <= S <= 1000 for S in Ss + [a for a, _ in extra]) or any(e < 0 for e in etas + [b for _, b in extra]):
         ap.error("every S must be in [1, 1000] and every eta >= 0")
     torch.set_num_threads(args.threads)
-    from ldm_nb.train import load_checkpoint, save_png
+    from ldm_nb.train_ddpm import load_checkpoint
+    from ldm_nb.core import save_png
     from ldm_nb.data import load_mnist
     from ldm_nb.metrics import get_mnist_classifier, fd_floor, feature_stats, classifier_features, frechet_distance
 
-    ck = ensure_model(args.run_dir, args.train_steps, "cpu")
+    ck = ensure_model(args.run_dir, args.train_steps, "cpu", **(dict(n_sample=1) if args.smoke else {}))   # smoke: a 1-image grid
     info = load_checkpoint(ck)
     out = Path(args.out)
     store = Path(args.run_dir) / "table_samples"; store.mkdir(parents=True, exist_ok=True)
@@ -101,7 +114,7 @@ def main(argv=None):
                device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                machine=platform.machine(), python=platform.python_version(),
                loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               fd_floor=fd_floor(args.n, clf), boot=args.boot, paper_table1_cifar10=PAPER, rows=[])
+               fd_floor=fd_floor(args.n, clf), boot=args.boot, paper_table1_cifar10=PAPER, rows=[], meta=run_meta(args.smoke))
 
     todo = [("ddim", S, e) for e in etas for S in Ss] + [("ddim", S, e) for S, e in extra if (S, e) not in
             [(a, b) for a in Ss for b in etas]] + ([] if args.skip_ddpm else [("ddpm", 1000, None)])

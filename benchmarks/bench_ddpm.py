@@ -1,15 +1,19 @@
 """Benchmark the MNIST DDPM on this machine (not a test): training steps/s, samples/s, and the samplers' own cost.
 
-usage: python benchmarks/bench_ddpm.py [--out benchmarks/results/ddpm_cpu.json] [--threads N] [--device cpu]
+usage: python benchmarks/bench_ddpm.py [--out benchmarks/results/ddpm_cpu.json] [--threads N] [--device cpu] [--smoke]
 
 * training: the real `train()` loop on MNIST with `mnist_config`, timed from metrics.jsonl after warm-up steps;
 * sampling: DDIM (S=50) and ancestral DDPM (T=1000) from the trained-for-a-few-steps model, samples per second;
 * sampler overhead: each sampler's loop with the UNet replaced by a no-op that returns a cached tensor, per step,
-  as a percentage of one UNet forward at the same batch size (the part of sampling that is not the network)."""
+  as a percentage of one UNet forward at the same batch size (the part of sampling that is not the network).
+The JSON's "meta" says how it was made (git commit, command line, versions, threads, date).
+--smoke: a tiny run (2 timed steps, small batches) that only checks the script end to end, written to a temp folder."""
 import argparse, json, os, platform, statistics, sys, tempfile, time
 from pathlib import Path
 import torch
 from torch import nn
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_meta, smoke_dir
 
 
 class CachedOutput(nn.Module):
@@ -37,9 +41,13 @@ def main(argv=None):
     ap.add_argument("--train-steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)")
     ap.add_argument("--sample-batch", type=int, default=64)
     ap.add_argument("--ddpm-batch", type=int, default=16, help="batch of the (long) full-T ancestral sampling run")
+    ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script, written to a temp folder (not --out)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.train_steps, args.sample_batch, args.ddpm_batch = 2, 4, 2
+        args.out = str(smoke_dir("ddpm") / Path(args.out).name)
     if args.threads: torch.set_num_threads(args.threads)
-    from ldm_nb.train import mnist_config, train, build_ddpm
+    from ldm_nb.train_ddpm import mnist_config, train
     from ldm_nb.ddpm import DDPM, DDPMConfig
     from ldm_nb.ddim import DDIMSampler
     from ldm_nb.unet import count_params
@@ -47,7 +55,7 @@ def main(argv=None):
     dev = get_device(args.device)
     res = dict(device=str(dev), torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                machine=platform.machine(), python=platform.python_version(),
-               loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+               loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None, meta=run_meta(args.smoke))
 
     # 1. training steps/s: the real loop, timed between log lines after warm-up
     warm, n = 3, args.train_steps
@@ -68,7 +76,7 @@ def main(argv=None):
     B, shape = args.sample_batch, (1, 28, 28)
     g = lambda: torch.Generator(dev).manual_seed(0)
     S = 50
-    t_ddim = best_of(lambda: DDIMSampler(ddpm).sample((B, *shape), S=S, generator=g(), progress=False), 1)
+    t_ddim = best_of(lambda: DDIMSampler(ddpm).sample((B, *shape), sample_steps=S, generator=g(), progress=False), 1)
     Bd = args.ddpm_batch
     t0 = time.perf_counter(); ddpm.p_sample_loop((Bd, *shape), generator=g(), progress=False); t_ddpm = time.perf_counter() - t0
     res["sample"] = dict(ddim=dict(S=S, batch=B, seconds=round(t_ddim, 2), samples_per_s=round(B / t_ddim, 2)),
@@ -81,8 +89,9 @@ def main(argv=None):
     noop = DDPM(CachedOutput(torch.randn(B, *shape, device=dev) * 0.1), DDPMConfig(use_ema=False)).to(dev)
     T = noop.num_timesteps
     loop_ddpm = best_of(lambda: noop.p_sample_loop((B, *shape), generator=g(), progress=False), 3) / T
-    loop_ddim = best_of(lambda: DDIMSampler(noop).sample((B, *shape), S=S, generator=g(), progress=False), 5) / S
-    loop_ddim_eta = best_of(lambda: DDIMSampler(noop).sample((B, *shape), S=S, eta=1., generator=g(), progress=False), 5) / S
+    loop_ddim = best_of(lambda: DDIMSampler(noop).sample((B, *shape), sample_steps=S, generator=g(), progress=False), 5) / S
+    loop_ddim_eta = best_of(lambda: DDIMSampler(noop).sample((B, *shape), sample_steps=S, eta=1., generator=g(), progress=False),
+                            5) / S
     res["overhead"] = dict(batch=B, unet_forward_ms=round(fwd * 1e3, 3),
                            ddpm_step_ms=round(loop_ddpm * 1e3, 4), ddpm_pct_of_forward=round(100 * loop_ddpm / fwd, 3),
                            ddim_step_ms=round(loop_ddim * 1e3, 4), ddim_pct_of_forward=round(100 * loop_ddim / fwd, 3),

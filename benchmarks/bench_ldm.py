@@ -1,9 +1,9 @@
 """Benchmark the class-conditional MNIST LDM of chapter 17 on this machine (not a test).
 
 usage: python benchmarks/bench_ldm.py [--run-dir runs/mnist-ldm] [--out benchmarks/results/ldm_cpu.json] [--threads 1]
-                                      [--n-per-class 50] [--scales 0,1,2,3,5] [--reduced]
+                                      [--n-per-class 50] [--scales 0,1,2,3,5] [--reduced] [--smoke]
 
-Needs a trained run: `python -c "from ldm_nb.train_ldm import demo_ldm; demo_ldm()"` makes runs/mnist-ldm.
+Needs a trained run: `ldm-nb demo-ldm` (or `python -c "from ldm_nb.cli import demo_ldm; demo_ldm()"`) makes runs/mnist-ldm.
 
 (a) guidance: class accuracy (chapter 14's MNIST classifier), FD against real test digits with its floor, and the
     within-class feature spread (diversity: mean squared distance of the classifier's features to their class mean,
@@ -16,10 +16,15 @@ Needs a trained run: `python -c "from ldm_nb.train_ldm import demo_ldm; demo_ldm
     size (VmHWM from /proc/self/status, reset with /proc/self/clear_refs) above the RSS once the model and the inputs are
     built and before the first step, over a warm-up call and the timed ones, each measurement in a fresh process; it
     counts everything the process touches (activations, gradients, optimizer state, allocator slack), not just tensors.
+The JSON's "meta" says how it was made (git commit, command line, versions, threads, date).
+--smoke: a tiny run that only checks the script end to end: it trains a 2-step autoencoder and a 2-step LDM in a temp
+folder and runs every part on a few samples with a few DDIM steps; everything goes there (not --out or --run-dir).
 """
 import argparse, json, math, os, platform, statistics, subprocess, sys, time
 from pathlib import Path
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_meta, smoke_dir
 
 
 def rss_kb(field: str) -> int:
@@ -36,9 +41,9 @@ def reset_peak() -> bool:
 
 
 # ---------------------------------------------------------------- (c) one measurement per fresh process
-def worker(kind: str, run_dir: str, batch: int, reps: int, threads: int) -> dict:
+def worker(kind: str, run_dir: str, batch: int, reps: int, threads: int, sample_steps: int = 50) -> dict:
     torch.set_num_threads(threads)
-    from ldm_nb.train import build_ddpm, mnist_config
+    from ldm_nb.train_ddpm import build_ddpm, mnist_config
     from ldm_nb.train_ldm import load_ldm, LatentLoss
     from ldm_nb.ddim import DDIMSampler
     from ldm_nb.unet import count_params
@@ -71,10 +76,10 @@ def worker(kind: str, run_dir: str, batch: int, reps: int, threads: int) -> dict
     else:
         if kind == "sample-pixel":
             ddpm.eval()
-            def step(): DDIMSampler(ddpm).sample((batch, 1, 28, 28), S=50, progress=False)
+            def step(): DDIMSampler(ddpm).sample((batch, 1, 28, 28), sample_steps=sample_steps, progress=False)
         else:
             labels = torch.arange(10).repeat_interleave(math.ceil(batch / 10))[:batch]
-            def step(): ldm.sample_images(labels, S=50, guidance_scale=1.)
+            def step(): ldm.sample_images(labels, sample_steps=sample_steps, guidance_scale=1.)
     before = rss_kb("VmRSS"); ok = reset_peak()                             # model and inputs built, nothing run yet
     step()                                                                    # warm-up (counted in the peak)
     ts = []
@@ -89,7 +94,8 @@ def worker(kind: str, run_dir: str, batch: int, reps: int, threads: int) -> dict
 def run_worker(args, kind: str, batch: int, reps: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     r = subprocess.run([sys.executable, __file__, "--worker", kind, "--run-dir", args.run_dir, "--batch", str(batch),
-                        "--reps", str(reps), "--threads", str(args.threads)], capture_output=True, text=True, env=env)
+                        "--reps", str(reps), "--threads", str(args.threads), "--worker-sample-steps", str(args.worker_sample_steps)],
+                       capture_output=True, text=True, env=env)
     if r.returncode: raise RuntimeError(f"worker {kind} failed: {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -109,15 +115,15 @@ def judge(x, labels, clf, real, real_spread):
                 diversity=within_class_spread(x, clf) / real_spread)
 
 
-def train_latent_classifier(ldm, steps: int, seed: int = 0):
+def train_latent_classifier(ldm, steps: int, seed: int = 0, n_train: int = 20000, n_test: int = 2000):
     "A NoisyClassifier p(c | z_t, t) on the LDM's scaled latents of MNIST (posterior samples), trained `steps` AdamW steps."
     from ldm_nb.data import load_mnist
     from ldm_nb.guidance import NoisyClassifier, NoisyClassifierConfig, noisy_classifier_loss
     from ldm_nb.train_ldm import encode_moments
-    x, y = load_mnist("train", pad_to=32, limit=20000)                    # a subset: encoding all 60000 costs a minute
+    x, y = load_mnist("train", pad_to=32, limit=n_train)                  # a subset: encoding all 60000 costs a minute
     xt, yt = load_mnist("test", pad_to=32)
     mu, sig = encode_moments(ldm.first_stage_model, x)
-    mu_t, sig_t = encode_moments(ldm.first_stage_model, xt[:2000])
+    mu_t, sig_t = encode_moments(ldm.first_stage_model, xt[:n_test])
     s = ldm.scale_factor
     torch.manual_seed(seed)
     clf = NoisyClassifier(NoisyClassifierConfig(in_channels=mu.shape[1], num_classes=10, channels=32))
@@ -137,7 +143,7 @@ def train_latent_classifier(ldm, steps: int, seed: int = 0):
             tt = torch.full((len(z),), t)
             from ldm_nb.forward import q_sample
             zt = q_sample(ldm.schedule, z, tt, generator=torch.Generator().manual_seed(1))
-            acc[t] = (clf(zt, tt).argmax(1) == yt[:2000]).double().mean().item()
+            acc[t] = (clf(zt, tt).argmax(1) == yt[:n_test]).double().mean().item()
     return clf, dict(steps=steps, seconds=round(time.time() - t0, 1), heldout_accuracy_at_t=acc)
 
 
@@ -149,7 +155,7 @@ def classifier_guided(ldm, clf, labels, scale, S, seed):
     fn = classifier_guided_model_fn(ldm.apply_model, clf, labels, scale, ldm.schedule, ldm.cfg.parameterization)
     shape = (B, *ldm.first_stage_model.latent_shape(32, 32))
     with ldm.ema_scope():
-        z = DDIMSampler(ldm, fn).sample(shape, S=S, generator=torch.Generator().manual_seed(seed), progress=False,
+        z = DDIMSampler(ldm, fn).sample(shape, sample_steps=S, generator=torch.Generator().manual_seed(seed), progress=False,
                                         **ldm.unconditional_conditioning(B))
         return ldm.decode_first_stage(z).clamp(-1, 1)
 
@@ -166,18 +172,31 @@ def main(argv=None):
     ap.add_argument("--cg-scales", default="1,3,10", help="classifier guidance scales ('' to skip)")
     ap.add_argument("--cg-steps", type=int, default=600, help="training steps of the noisy-latent classifier")
     ap.add_argument("--reduced", action="store_true", help="fewer samples and repeats (a busy machine)")
+    ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script, all in a temp folder (not --out/--run-dir)")
     ap.add_argument("--worker"); ap.add_argument("--batch", type=int, default=128); ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--worker-sample-steps", type=int, default=50, help=argparse.SUPPRESS)   # (c)'s DDIM S (smoke: fewer)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.run_dir, args.batch, args.reps, args.threads))); return
+        print(json.dumps(worker(args.worker, args.run_dir, args.batch, args.reps, args.threads, args.worker_sample_steps))); return
     torch.set_num_threads(args.threads)
     if args.reduced: args.n_per_class, args.cg_steps = min(args.n_per_class, 20), min(args.cg_steps, 300)
+    # the sizes of (a)'s latent classifier data, (b) and (c); --smoke shrinks them, the defaults are the benchmark's
+    sizes = dict(cg_train=20000, cg_test=2000, cost_batch=100, train_batch=128, sample_batch=100)
+    meta = run_meta(args.smoke)
+    if args.smoke:
+        tmp = smoke_dir("ldm")
+        args.run_dir, args.out = str(tmp / "ldm"), str(tmp / Path(args.out).name)
+        args.n_per_class, args.ddim_steps, args.scales, args.cg_scales, args.cg_steps = 5, 3, "0,3", "3", 3
+        args.worker_sample_steps = 3
+        sizes = dict(cg_train=512, cg_test=200, cost_batch=10, train_batch=8, sample_batch=10)
+        smoke_run(tmp, args.run_dir)
     ckpt = Path(args.run_dir) / "checkpoints" / "last.safetensors"
-    if not ckpt.exists(): sys.exit(f"no checkpoint at {ckpt}: run `python -c \"from ldm_nb.train_ldm import demo_ldm; demo_ldm()\"` first")
-    from ldm_nb.train_ldm import load_ldm, class_grid
+    if not ckpt.exists(): sys.exit(f"no checkpoint at {ckpt}: run `ldm-nb demo-ldm` first")
+    from ldm_nb.train_ldm import load_ldm
+    from ldm_nb.ldm import class_grid
     from ldm_nb.data import load_mnist
     from ldm_nb.metrics import get_mnist_classifier, fd_floor, classifier_features
-    from ldm_nb.train import save_png
+    from ldm_nb.core import save_png
     ldm, info = load_ldm(ckpt)
     clf = get_mnist_classifier()
     n = args.n_per_class
@@ -188,21 +207,21 @@ def main(argv=None):
     real_spread = within_class_spread(real, clf)
     res = dict(device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                machine=platform.machine(), loadavg_before=list(os.getloadavg()), checkpoint=str(ckpt), ldm_step=info["step"],
-               n_samples=10 * n, ddim_steps=args.ddim_steps, fd_floor=fd_floor(10 * n, clf), reduced=args.reduced)
+               n_samples=10 * n, ddim_steps=args.ddim_steps, fd_floor=fd_floor(10 * n, clf), reduced=args.reduced, meta=meta)
     print(f"LDM step {info['step']}, {10 * n} samples per setting, FD floor {res['fd_floor']:.2f}", flush=True)
 
     # (a) classifier-free guidance sweep
     res["cfg"] = []
     for s in [float(v) for v in args.scales.split(",")]:
         t0 = time.time()
-        x = class_grid(ldm, n, S=args.ddim_steps, guidance_scale=s, seed=1).cpu()
+        x = class_grid(ldm, n, sample_steps=args.ddim_steps, guidance_scale=s, seed=1).cpu()
         r = dict(scale=s, **judge(x, labels, clf, real, real_spread), seconds=round(time.time() - t0, 1))
         res["cfg"].append(r); print("cfg", r, flush=True)
         save_png(torch.cat([x[labels == c][:8] for c in range(10)]), Path(args.out).with_name(f"ldm_cfg_s{s:g}.png"), nrow=8)
     # classifier guidance on the unconditional (null-label) model
     res["classifier_guidance"] = []
     if args.cg_scales:
-        lclf, res["latent_classifier"] = train_latent_classifier(ldm, args.cg_steps)
+        lclf, res["latent_classifier"] = train_latent_classifier(ldm, args.cg_steps, n_train=sizes["cg_train"], n_test=sizes["cg_test"])
         print("latent classifier", res["latent_classifier"], flush=True)
         for w in [float(v) for v in args.cg_scales.split(",")]:
             t0 = time.time()
@@ -211,22 +230,23 @@ def main(argv=None):
             res["classifier_guidance"].append(r); print("classifier guidance", r, flush=True)
 
     # (b) the cost of CFG: one batched call on [uncond; cond] against one call on cond
-    B, reps = 100, 1 if args.reduced else 2
+    B, reps = sizes["cost_batch"], 1 if args.reduced or args.smoke else 2
     lab = torch.arange(10).repeat_interleave(B // 10)
     cost = {}
     for s in (1., 3.):
         ts = []
         for _ in range(reps):
-            t0 = time.perf_counter(); ldm.sample_images(lab, S=args.ddim_steps, guidance_scale=s); ts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); ldm.sample_images(lab, sample_steps=args.ddim_steps, guidance_scale=s); ts.append(time.perf_counter() - t0)
         cost[s] = min(ts) / B
     res["cfg_cost"] = dict(batch=B, ddim_steps=args.ddim_steps, seconds_per_sample_no_guidance=cost[1.],
                            seconds_per_sample_cfg=cost[3.], ratio=cost[3.] / cost[1.])
     print("cfg cost", res["cfg_cost"], flush=True)
 
     # (c) pixel DDPM vs LDM, each measurement in a fresh process
-    reps = 3 if args.reduced else 5
-    res["pixel_vs_latent"] = [run_worker(args, k, 128, reps) for k in ("train-pixel", "train-ldm", "train-ldm-encode")]
-    res["pixel_vs_latent"] += [run_worker(args, k, 100, 1 if args.reduced else 2) for k in ("sample-pixel", "sample-ldm")]
+    reps = 1 if args.smoke else 3 if args.reduced else 5
+    res["pixel_vs_latent"] = [run_worker(args, k, sizes["train_batch"], reps) for k in ("train-pixel", "train-ldm", "train-ldm-encode")]
+    res["pixel_vs_latent"] += [run_worker(args, k, sizes["sample_batch"], 1 if args.reduced or args.smoke else 2)
+                               for k in ("sample-pixel", "sample-ldm")]
     for r in res["pixel_vs_latent"]: print(r, flush=True)
     res["loadavg_after"] = list(os.getloadavg())
 
@@ -235,6 +255,15 @@ def main(argv=None):
     figure(res, out.with_suffix(".png"))
     out.with_suffix(".md").write_text(markdown(res, out))
     print(f"wrote {out}, {out.with_suffix('.png')}, {out.with_suffix('.md')}")
+
+
+def smoke_run(tmp: Path, run_dir: str) -> None:
+    "--smoke: a 2-step MNIST autoencoder (GAN off) in tmp/vae and a 2-step LDM on it in run_dir: untrained, just the files."
+    from ldm_nb.train_vae import mnist_vae_config, train_vae
+    from ldm_nb.train_ldm import mnist_ldm_config, train_ldm
+    train_vae(mnist_vae_config(str(tmp / "vae"), steps=2, log_every=1, sample_every=0, disc_factor=0., device="cpu"), progress=False)
+    train_ldm(mnist_ldm_config(str(tmp / "vae"), run_dir, steps=2, log_every=1, sample_every=0, n_sample=1, sample_steps=2,
+                               scale_images=256, cache_latents=False, device="cpu"), progress=False)
 
 
 def figure(res, path):

@@ -1,7 +1,7 @@
 """Benchmark the MNIST KL autoencoder on this machine (not a test): what the KL weight and the GAN do, and what a step costs.
 
 usage: python benchmarks/bench_vae.py [--steps N] [--disc-start D] [--n-eval 10000] [--threads 1] [--device cpu]
-                                      [--out benchmarks/results/vae_mnist.json]
+                                      [--out benchmarks/results/vae_mnist.json] [--smoke]
 
 * quality: `mnist_vae_config` (f=4, 32x32x1 -> 4x8x8) trained for N steps with kl_weight in {1e-6, 1e-4} and the GAN
   off (disc_factor=0) or on from step D; each judged on n_eval random MNIST test digits: PSNR of the posterior-mode
@@ -13,10 +13,15 @@ usage: python benchmarks/bench_vae.py [--steps N] [--disc-start D] [--n-eval 100
   better reconstruction);
 * cost: seconds per training step of each run before and after D, and, on a short separate run of the same model,
   the step with LPIPS (random VGG trunk: the same compute as the calibrated one) and the GAN each switched off.
-Writes JSON and a markdown table (same stem, .md)."""
+Writes JSON and a markdown table (same stem, .md); the JSON's "meta" says how it was made (git commit, command line,
+versions, threads, date).
+--smoke: a tiny run (4 steps per run, GAN from step 2, 200 test digits, f in 2,4, one kl_weight, 1 timed step) that only
+checks the script end to end, written to a temp folder (not --out)."""
 import argparse, dataclasses, json, math, os, platform, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_meta, smoke_dir
 
 
 def step_times(metrics_path) -> dict:
@@ -44,7 +49,12 @@ def main(argv=None):
                     help="the f sweep: factors (powers of 2 dividing 32), FxC for C latent channels instead of the base's")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script, written to a temp folder (not --out)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps, args.disc_start, args.n_eval, args.n_latent, args.timing_steps = 4, 2, 200, 256, 1
+        args.kl_weights, args.factors = "1e-6", "2,4"
+        args.out = str(smoke_dir("vae") / Path(args.out).name)
     if args.n_eval % 2 or not 2 <= args.n_eval <= 10000: ap.error("--n-eval must be even, in [2, 10000]")
     try: factors = [tuple(int(u) for u in v.split("x")) for v in args.factors.split(",")]   # "8" or "8x16" (f x channels)
     except ValueError: ap.error(f"--factors must be a comma list of F or FxC integers, got {args.factors!r}")
@@ -62,7 +72,8 @@ def main(argv=None):
                loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                steps=args.steps, disc_start=args.disc_start, n_eval=args.n_eval, n_fd=args.n_eval // 2,
                n_latent=args.n_latent, batch_size=base.batch_size, lr=base.lr, ae=base.to_dict()["ae"],
-               disc_num_layers=base.disc_num_layers, disc_ndf=base.disc_ndf, disc_weight=base.disc_weight, runs=[])
+               disc_num_layers=base.disc_num_layers, disc_ndf=base.disc_ndf, disc_weight=base.disc_weight, runs=[],
+               meta=run_meta(args.smoke))
 
     # the evaluation data: n_eval test digits in metrics.fd_floor's random order (seed 0; MNIST's test set is ordered by
     # writer population, so a first-half / second-half split would differ by more than sampling noise), halves A | B

@@ -1,0 +1,54 @@
+"""What every benchmark JSON records about how it was made: `run_meta()` (the git commit and whether the tree differs
+from it, the command line, versions, threads, date), and `smoke_dir()`, the temporary folder a `--smoke` run writes to.
+
+The benchmarks are run as scripts (`python benchmarks/bench_x.py`), so this file is imported as `_common` from
+their folder."""
+import datetime, hashlib, os, platform, shlex, subprocess, sys, tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path("benchmarks") / "results"          # the committed results: a dirty file there is not a dirty source
+ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LDM_NB_LPIPS_RANDOM_TRUNK", "LDM_NB_CACHE", "CUDA_VISIBLE_DEVICES")
+
+
+def _git(*args: str) -> str | None:
+    "The stdout of `git args` (read-only commands) in the repository, or None if git or the repository is not there."
+    try:
+        r = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError): return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def git_state(max_paths: int = 50) -> dict:
+    """{commit, dirty, dirty_paths, diff_sha256}: HEAD; whether tracked or untracked (not ignored) paths outside
+    benchmarks/results/ differ from it, and which; the SHA-256 of `git diff HEAD` (tracked changes), to tell dirty trees apart."""
+    commit = _git("rev-parse", "HEAD")
+    commit = commit.strip() if commit else None
+    status = _git("status", "--porcelain", "--untracked-files=all") if commit else None
+    if status is None: return dict(commit=commit, dirty=None, dirty_paths=None, diff_sha256=None)
+    paths = [line[3:] for line in status.splitlines() if len(line) > 3]          # 'XY path' or 'XY old -> new'
+    paths = [p for p in paths if not Path(p.split(" -> ")[-1].strip('"')).is_relative_to(RESULTS)]
+    diff = _git("diff", "HEAD", "--binary", "--", ".", f":(exclude){RESULTS.as_posix()}") if paths else ""
+    return dict(commit=commit, dirty=bool(paths),
+                dirty_paths=paths[:max_paths] + ([f"... {len(paths) - max_paths} more"] if len(paths) > max_paths else []),
+                diff_sha256=hashlib.sha256(diff.encode()).hexdigest() if paths and diff is not None else None)
+
+
+def run_meta(smoke: bool = False) -> dict:
+    "How this run was made: git state, command line, versions, threads, machine, date (UTC); call it before writing results."
+    import torch
+    try:
+        from importlib.metadata import version
+        ldm_nb_version = version("ldm_nb")
+    except Exception: ldm_nb_version = None
+    return dict(**git_state(), command=shlex.join([Path(sys.executable).name, *sys.argv]), argv=list(sys.argv),
+                cwd=os.getcwd(), python=platform.python_version(), torch=torch.__version__, ldm_nb=ldm_nb_version,
+                threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(), cpu_count=os.cpu_count(),
+                machine=platform.machine(), platform=platform.platform(),
+                env={k: os.environ.get(k) for k in ENV_VARS if k in os.environ},
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), smoke=smoke)
+
+
+def smoke_dir(name: str) -> Path:
+    "A fresh temporary folder for a --smoke run's outputs (never benchmarks/results/)."
+    return Path(tempfile.mkdtemp(prefix=f"ldm_nb_smoke_{name}_"))
