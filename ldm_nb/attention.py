@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 from fastcore.basics import patch
-from .core import check_int, check_float, check_tensor
+from .core import check_int, check_float, check_tensor, check_dtype
 from .unet import UNetConfig, UNetModel, ContextBlock, normalization, zero_module, _num_heads
 
 # %% auto #0
@@ -52,14 +52,14 @@ def forward(self: CrossAttention, x: torch.Tensor, context: torch.Tensor | None 
 @patch
 def check_inputs(self: CrossAttention, x, context=None, mask=None) -> torch.Tensor:
     "Raise a ValueError naming the expected shapes if `x`, `context` or `mask` do not fit; return the context to use."
-    check_tensor("x", x, floating=True)
+    check_tensor("x", x, floating=True); check_dtype("x", x, self.to_q.weight.dtype)
     if x.ndim != 3 or x.shape[-1] != self.query_dim:
         raise ValueError(f"x must have shape [b, n, query_dim={self.query_dim}], got {_shape(x)}")
     if context is None:
         if self.context_dim != self.query_dim:
             raise ValueError(f"context is required: this layer has context_dim={self.context_dim} != query_dim={self.query_dim}")
         context = x
-    check_tensor("context", context, floating=True)
+    check_tensor("context", context, floating=True); check_dtype("context", context, self.to_k.weight.dtype)
     if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[1] < 1 or context.shape[-1] != self.context_dim:
         raise ValueError(f"context must have shape [b={x.shape[0]}, m>=1, context_dim={self.context_dim}] (b as in x), got {_shape(context)}")
     if mask is not None:
@@ -192,7 +192,7 @@ class ConditionalUNet(UNetModel):
             if context is not None: raise ValueError("context was given but the model has no cross-attention (set context_dim)")
             return
         if context is None: raise ValueError(f"context is required: the model has context_dim={D} (a [B, L, {D}] tensor)")
-        check_tensor("context", context, floating=True)
+        check_tensor("context", context, floating=True); check_dtype("context", context, self.time_embed[0].weight.dtype)
         if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[1] < 1 or context.shape[2] != D:
             raise ValueError(f"context must have shape [B, L, {D}] with B = {x.shape[0]} (the batch of x), got {_shape(context)}")
 

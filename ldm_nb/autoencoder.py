@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 from fastcore.basics import patch
-from .core import check_int, check_float, check_tensor
+from .core import check_int, check_float, check_tensor, check_bool, check_batch, check_dtype
 
 # %% auto #0
 __all__ = ['DiagonalGaussianDistribution', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample', 'Upsample', 'Encoder',
@@ -24,7 +24,7 @@ class DiagonalGaussianDistribution:
         check_tensor("parameters", parameters, min_ndim=2, floating=True)
         if parameters.shape[1] % 2:
             raise ValueError(f"parameters must have an even number of channels (mean, logvar), got shape {tuple(parameters.shape)}")
-        self.parameters, self.deterministic = parameters, bool(deterministic)
+        self.parameters, self.deterministic = parameters, check_bool("deterministic", deterministic)
         self.mean, self.logvar = torch.chunk(parameters, 2, dim=1)  # (B, C, H, W) each
         self.logvar = self.logvar.clamp(-30.0, 20.0)
         self.std, self.var = torch.exp(0.5 * self.logvar), torch.exp(self.logvar)
@@ -77,6 +77,7 @@ def nll(self: DiagonalGaussianDistribution, sample: torch.Tensor, dims=(1, 2, 3)
 # %% ../nbs/08_autoencoder.ipynb #44fdeb2d
 def Normalize(in_channels: int, num_groups: int = 32) -> nn.GroupNorm:
     "CompVis's normalization: GroupNorm with `num_groups` groups and eps 1e-6."
+    check_int("in_channels", in_channels, lo=1); check_int("num_groups", num_groups, lo=1)
     if in_channels % num_groups:
         raise ValueError(f"in_channels={in_channels} must be divisible by num_groups={num_groups} (GroupNorm)")
     return nn.GroupNorm(num_groups=num_groups, num_channels=in_channels, eps=1e-6, affine=True)
@@ -267,9 +268,10 @@ def _check_ddconfig(ch, out_ch, ch_mult, num_res_blocks, attn_resolutions, dropo
         if r not in levels: raise ValueError(f"attn_resolutions must be among the level resolutions {levels}, got {r!r}")
     return tuple(ch_mult), tuple(attn_resolutions)
 
-def _check_image(name: str, x, channels: int, f: int, arg: str) -> torch.Tensor:
-    "Check that `x` is (B, channels, H, W), floating, with H and W multiples of f."
-    check_tensor(name, x, ndim=4, floating=True)
+def _check_image(name: str, x, channels: int, f: int, arg: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    "Check that `x` is (B, channels, H, W) with B >= 1, floating (of the model's `dtype` if given), with H and W multiples of f."
+    check_tensor(name, x, ndim=4, floating=True); check_batch(name, x)
+    if dtype is not None: check_dtype(name, x, dtype)
     if x.shape[1] != channels:
         raise ValueError(f"{name} must have {arg}={channels} channels, got shape {tuple(x.shape)}")
     _check_size(x.shape[2], x.shape[3], f)
@@ -343,14 +345,14 @@ class AutoencoderKL(nn.Module):
 @patch
 def encode(self: AutoencoderKL, x: torch.Tensor) -> DiagonalGaussianDistribution:
     "The posterior q(z | x) of images `x` (B, in_channels, H, W)."
-    _check_image("x", x, self.cfg.in_channels, self.downsample_factor, "in_channels")
+    _check_image("x", x, self.cfg.in_channels, self.downsample_factor, "in_channels", self.encoder.conv_in.weight.dtype)
     moments = self.quant_conv(self.encoder(x))                         # (B, 2*embed_dim, H/f, W/f)
     return DiagonalGaussianDistribution(moments)
 
 @patch
 def decode(self: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
     "Images (B, out_ch, h*f, w*f) from latents `z` (B, embed_dim, h, w)."
-    _check_image("z", z, self.embed_dim, 1, "embed_dim")
+    _check_image("z", z, self.embed_dim, 1, "embed_dim", self.decoder.conv_in.weight.dtype)
     return self.decoder(self.post_quant_conv(z))
 
 # %% ../nbs/08_autoencoder.ipynb #7d17868b

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['check_int', 'check_float', 'check_choice', 'check_tensor', 'extract', 'check_timesteps', 'get_device',
-           'seed_everything', 'make_generator', 'derive_seed', 'image_grid', 'show_images', 'atomic_write_bytes',
-           'save_png', 'one_line']
+__all__ = ['check_int', 'check_float', 'check_choice', 'check_tensor', 'check_bool', 'check_batch', 'check_dtype', 'check_shape',
+           'extract', 'check_timesteps', 'available_devices', 'get_device', 'seed_everything', 'make_generator',
+           'derive_seed', 'image_grid', 'show_images', 'atomic_write_bytes', 'save_png', 'one_line']
 
 # %% ../nbs/00_core.ipynb #c037c149
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -60,6 +60,34 @@ def check_tensor(name: str, x, ndim: int | None = None, min_ndim: int | None = N
         raise TypeError(f"{name} must be an integer tensor, got dtype {x.dtype}")
     return x
 
+# %% ../nbs/00_core.ipynb #b5c9635b
+def check_bool(name: str, value) -> bool:
+    "Check that `value` is a bool (True or False, not a string such as 'no' or the int 1); return it."
+    if not isinstance(value, bool): raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
+    return value
+
+def check_batch(name: str, x: torch.Tensor) -> torch.Tensor:
+    "Check that the batch `x` `(B, ...)` holds at least one item (a mean over an empty batch is NaN); return it."
+    if x.ndim == 0 or x.shape[0] == 0: raise ValueError(f"{name} must have at least one item, got shape {tuple(x.shape)}")
+    return x
+
+def check_dtype(name: str, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    "Check that `x` has the model's parameter `dtype` (any floating dtype under autocast, which casts per op); return it."
+    if x.dtype != dtype and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+        raise TypeError(f"{name} must have the model's dtype {dtype}, got {x.dtype}: convert the input (.to({dtype})) "
+                        f"or the model (.to({x.dtype}))")
+    return x
+
+def check_shape(name: str, shape, min_len: int = 1) -> tuple:
+    "Check that `shape` is a sequence of at least `min_len` positive ints; return it as a tuple."
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or \
+       not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape):
+        raise TypeError(f"{name} must be a sequence of ints such as (B, C, H, W), got {shape!r}")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < min_len or min(shape) < 1:
+        raise ValueError(f"{name} must be {'(B, C, ...)' if min_len >= 2 else 'a shape'} with at least {min_len} sizes, each >= 1, got {shape}")
+    return shape
+
 # %% ../nbs/00_core.ipynb #b0933689
 def extract(a: torch.Tensor, t: torch.Tensor, x_shape) -> torch.Tensor:
     "Gather `a[t]` for a batch of timesteps `t` and reshape to `(B, 1, ..., 1)` to broadcast against `x_shape`. A pure gather: callers check `t` (`check_timesteps`)."
@@ -75,16 +103,27 @@ def check_timesteps(t: torch.Tensor, T: int, name: str = "t") -> torch.Tensor:
     return t
 
 # %% ../nbs/00_core.ipynb #68761939
+def available_devices() -> list[str]:
+    "The devices this machine has: 'cpu', then 'cuda:N' for each GPU, then 'mps' (Apple)."
+    out = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): out.append("mps")
+    return out
+
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    "The device to use: `device` if given ('auto' or None picks CUDA, then MPS, then CPU)."
+    "The device to use: `device` if given and present ('auto' or None picks CUDA, then MPS, then CPU)."
     if device is None or device == "auto":
         if torch.cuda.is_available(): return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try: return torch.device(device)
+    try: d = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from e
+    try: torch.empty(1, device=d)                            # is it there? (a CUDA build without a GPU says no here)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        raise ValueError(f"device {str(device)!r} is not available on this machine; available: "
+                         f"{', '.join(available_devices())}") from None
+    return d
 
 # %% ../nbs/00_core.ipynb #23cdf1dd
 def seed_everything(seed: int) -> None:

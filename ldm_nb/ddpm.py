@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .core import check_int, check_float, check_choice, check_tensor, check_timesteps, extract
+from .core import check_int, check_float, check_choice, check_tensor, check_timesteps, extract, check_bool, check_batch, check_shape
 from .schedules import NoiseSchedule
 from .forward import q_sample, extract_like
 from .posterior import q_posterior_mean_variance, predict_start_from_noise, predict_start_from_v, get_v
@@ -49,13 +49,18 @@ class DDPMConfig:
         check_float("l_simple_weight", self.l_simple_weight, lo=0)
         check_float("original_elbo_weight", self.original_elbo_weight, lo=0)
         check_float("ema_decay", self.ema_decay, lo=0, hi=1)
+        for f in ("clip_denoised", "use_ema"):
+            if not isinstance(getattr(self, f), bool): raise TypeError(f"{f} must be a bool, got {getattr(self, f)!r}")
+        NoiseSchedule(self.beta_schedule, self.timesteps, self.linear_start, self.linear_end, self.cosine_s,
+                      self.v_posterior)           # the schedule's own checks, when the config is made, not the model
 
 # %% ../nbs/06_ddpm.ipynb #a973b6f5
 class EMA(nn.Module):
     "An exponential moving average of a module's parameters, with CompVis's warm-up of the decay."
     def __init__(self, model: nn.Module, decay: float = 0.9999, use_num_updates: bool = True):
         super().__init__()
-        check_float("decay", decay, lo=0, hi=1)
+        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        check_float("decay", decay, lo=0, hi=1); check_bool("use_num_updates", use_num_updates)
         self.decay, self.use_num_updates = decay, use_num_updates
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
@@ -67,14 +72,22 @@ class EMA(nn.Module):
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         "One EMA step towards `model`'s current parameters."
+        self._check_same(model)
         d = self.current_decay()
         self.num_updates += 1
         for s, p in zip(self.shadow.parameters(), model.parameters()): s.lerp_(p.detach(), 1 - d)
         for s, b in zip(self.shadow.buffers(), model.buffers()): s.copy_(b)
 
+    def _check_same(self, model) -> None:
+        "Raise unless `model` has the parameters (names and shapes) of the averaged copy: checks shapes, reads no value."
+        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        mine, theirs = [(n, p.shape) for n, p in self.shadow.named_parameters()], [(n, p.shape) for n, p in model.named_parameters()]
+        if mine != theirs: raise ValueError(f"model must have the parameters of the averaged model ({len(mine)} tensors), got {len(theirs)} that differ")
+
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         "Write the averaged weights into `model`."
+        self._check_same(model)
         for s, p in zip(self.shadow.parameters(), model.parameters()): p.copy_(s)
 
 # %% ../nbs/06_ddpm.ipynb #606e0b3c
@@ -82,6 +95,8 @@ class DDPM(nn.Module):
     "Denoising diffusion: training loss, reverse step and ancestral sampling around a network `model(x, t, **cond)`."
     def __init__(self, model: nn.Module, cfg: DDPMConfig | None = None):
         super().__init__()
+        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module (the network), got {type(model).__name__}")
+        if cfg is not None and not isinstance(cfg, DDPMConfig): raise TypeError(f"cfg must be a DDPMConfig, got {type(cfg).__name__}")
         self.cfg = cfg = cfg or DDPMConfig()
         self.model = model
         self.schedule = NoiseSchedule(cfg.beta_schedule, cfg.timesteps, cfg.linear_start, cfg.linear_end,
@@ -98,8 +113,8 @@ class DDPM(nn.Module):
         return out
 
     def _check_x(self, x):
-        "Check a batch `x` given by the user: a float tensor `(B, ...)`."
-        check_tensor("x", x, min_ndim=2, floating=True)
+        "Check a batch `x` given by the user: a float tensor `(B, ...)` with B >= 1 (the loss averages over it)."
+        check_tensor("x", x, min_ndim=2, floating=True); check_batch("x", x)
         return x
 
     def _check_t(self, t, x):
@@ -143,7 +158,7 @@ def p_losses(self: DDPM, x_start, t, noise=None, **cond):
     "The training loss at timesteps `t`, and a dict of its terms (CompVis `p_losses`)."
     self._check_x(x_start); self._check_t(t, x_start)
     if noise is None: noise = torch.randn_like(x_start)
-    elif noise.shape != x_start.shape:
+    elif check_tensor("noise", noise, floating=True).shape != x_start.shape:
         raise ValueError(f"noise must have the shape of x_start {tuple(x_start.shape)}, got {tuple(noise.shape)}")
     x_t = q_sample(self.schedule, x_start, t, noise=noise)
     loss = _per_item_loss(self.apply_model(x_t, t, **cond), self.get_target(x_start, noise, t), self.cfg.loss_type)
@@ -156,6 +171,7 @@ def p_losses(self: DDPM, x_start, t, noise=None, **cond):
 def forward(self: DDPM, x, t=None, noise=None, generator: torch.Generator | None = None, **cond):
     "`p_losses` at `t` and `noise`; each drawn when not given ($t \\sim U\\{0..T-1\\}$, $\\epsilon \\sim N(0, I)$)."
     self._check_x(x)
+    if noise is not None: check_tensor("noise", noise, floating=True)          # before any draw: an error moves no RNG
     if t is None: t = torch.randint(0, self.num_timesteps, (x.shape[0],), device=x.device, generator=generator)
     if noise is None: noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
     return self.p_losses(x, t, noise=noise, **cond)
@@ -165,7 +181,9 @@ class OracleModel(nn.Module):
     "A 'network' that knows the clean batch `x0` and returns the exact target for `parameterization` (for proofs)."
     def __init__(self, x0: torch.Tensor, schedule: NoiseSchedule, parameterization: str = "eps", offset: float = 0.):
         super().__init__()
-        check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        check_tensor("x0", x0, min_ndim=2, floating=True); check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        if not isinstance(schedule, NoiseSchedule): raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        offset = check_float("offset", offset)
         self.register_buffer("x0", x0.clone()); self.schedule, self.p, self.offset = schedule, parameterization, offset
     def forward(self, x_t, t, **cond):
         x0 = self.x0.to(x_t.dtype)
@@ -187,7 +205,7 @@ def _p_mean_variance(self: DDPM, x, t, clip: bool, model_fn=None, **cond):
 def p_mean_variance(self: DDPM, x, t, clip_denoised: bool | None = None, model_fn=None, **cond):
     "Mean, variance and log-variance of $p_\\theta(x_{t-1} | x_t)$, and the $\\hat x_0$ they use."
     self._check_x(x); self._check_t(t, x)
-    clip = self.cfg.clip_denoised if clip_denoised is None else clip_denoised
+    clip = self.cfg.clip_denoised if clip_denoised is None else check_bool("clip_denoised", clip_denoised)
     return self._p_mean_variance(x, t, clip, model_fn, **cond)
 
 # %% ../nbs/06_ddpm.ipynb #aadf7ae9
@@ -206,7 +224,8 @@ def p_sample(self: DDPM, x, t, clip_denoised: bool | None = None, generator: tor
              model_fn=None, **cond):
     "One ancestral step $x_t \\to x_{t-1}$ (`model_fn(x, t, **cond)` replaces `apply_model` if given, e.g. for guidance)."
     self._check_x(x); self._check_t(t, x)
-    clip = self.cfg.clip_denoised if clip_denoised is None else clip_denoised
+    clip = self.cfg.clip_denoised if clip_denoised is None else check_bool("clip_denoised", clip_denoised)
+    if model_fn is not None and not callable(model_fn): raise TypeError(f"model_fn must be callable as model_fn(x, t, **cond), got {type(model_fn).__name__}")
     return self._p_sample(x, t, clip, generator, model_fn, **cond)
 
 # %% ../nbs/06_ddpm.ipynb #3f01e8aa
@@ -216,9 +235,11 @@ def p_sample_loop(self: DDPM, shape, x_T: torch.Tensor | None = None, generator:
                   return_intermediates: bool = False, log_every_t: int = 100, progress: bool = True,
                   clip_denoised: bool | None = None, model_fn=None, **cond):
     "Sample $x_0$ by running the reverse process from $x_T$ (drawn if not given) down to $t = 0$."
-    shape = tuple(shape)
-    if len(shape) < 2: raise ValueError(f"shape must be (B, C, ...), got {shape}")
+    shape = check_shape("shape", shape, min_len=2)                           # (B, C, ...), every size >= 1
     check_int("log_every_t", log_every_t, lo=1)
+    for name, v in (("return_intermediates", return_intermediates), ("progress", progress)): check_bool(name, v)
+    if clip_denoised is not None: check_bool("clip_denoised", clip_denoised)
+    if model_fn is not None and not callable(model_fn): raise TypeError(f"model_fn must be callable as model_fn(x, t, **cond), got {type(model_fn).__name__}")
     p = next(iter(self.parameters()), None)
     device = x_T.device if x_T is not None else (p.device if p is not None else torch.device("cpu"))
     if x_T is None: x = torch.randn(shape, device=device, generator=generator)
@@ -249,6 +270,7 @@ def ema_scope(self: DDPM):
 @torch.no_grad()
 def sample(self: DDPM, batch_size: int, shape, use_ema: bool = True, **kwargs):
     "Draw `batch_size` samples of per-item `shape` (e.g. (1, 28, 28)), with the EMA weights if available."
-    check_int("batch_size", batch_size, lo=1)
+    check_int("batch_size", batch_size, lo=1); check_bool("use_ema", use_ema)
+    shape = check_shape("shape", shape)                                      # per item, e.g. (C, H, W)
     with (self.ema_scope() if use_ema else nullcontext()):
         return self.p_sample_loop((batch_size, *shape), **kwargs)

@@ -32,7 +32,7 @@ def _as_tensors(**kw) -> list[torch.Tensor]:
     return out
 
 def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
-    "Elementwise KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), in nats."
+    "Elementwise KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), in nats (pure math: NaN in an argument propagates)."
     mean1, logvar1, mean2, logvar2 = _as_tensors(mean1=mean1, logvar1=logvar1, mean2=mean2, logvar2=logvar2)
     return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
                   + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
@@ -53,7 +53,7 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
     if not ok:
         raise ValueError(f"means and log_scales must broadcast to the shape of x {tuple(x.shape)}, "
                          f"got {tuple(means.shape)} and {tuple(log_scales.shape)}")
-    if x.numel() and (x.min() < -1 or x.max() > 1):
+    if x.numel() and not (x.min() >= -1 and x.max() <= 1):                 # NaN fails both comparisons: an error too
         raise ValueError(f"x must lie in [-1, 1], got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
     centered_x = x - means
     inv_stdv = torch.exp(-log_scales)
@@ -68,7 +68,7 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
 # %% ../nbs/04_elbo.ipynb #cac8bfc9
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
     "Mean over all dimensions but the first (the batch): `(B, ...) -> (B,)`."
-    check_tensor("x", x, min_ndim=1)
+    check_tensor("x", x, min_ndim=1, floating=True)
     return x.mean(dim=tuple(range(1, x.ndim))) if x.ndim > 1 else x
 
 def bits_per_dim(nll, num_dims: int):

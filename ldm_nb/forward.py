@@ -28,8 +28,8 @@ def check_diffusion_args(sched: NoiseSchedule, t: torch.Tensor, **xs: torch.Tens
 
 # %% ../nbs/02_forward.ipynb #bfe6a924
 def extract_like(a: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    "`a[t]` as `(B, 1, ..., 1)` in the dtype and on the device of `x`."
-    check_tensor("x", x, min_ndim=1)
+    "`a[t]` as `(B, 1, ..., 1)` in the dtype and on the device of `x` (checks types and dims only: it reads no value of `t`)."
+    check_tensor("a", a, ndim=1); check_tensor("t", t, ndim=1, integer=True); check_tensor("x", x, min_ndim=1)
     return extract(a, t, x.shape).to(x)
 
 # %% ../nbs/02_forward.ipynb #82ec959b
@@ -44,7 +44,9 @@ def q_mean_variance(sched: NoiseSchedule, x_start: torch.Tensor, t: torch.Tensor
 # %% ../nbs/02_forward.ipynb #3ac0dc51
 def q_sample(sched: NoiseSchedule, x_start: torch.Tensor, t: torch.Tensor,
              noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    "Sample $x_t \\sim q(x_t \\mid x_0)$: `sqrt(abar_t) * x_start + sqrt(1 - abar_t) * noise`."
+    "Sample $x_t \\sim q(x_t \\mid x_0)$: `sqrt(abar_t) * x_start + sqrt(1 - abar_t) * noise` (NaN in `x_start` or `noise` propagates)."
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if noise is None:
         check_tensor("x_start", x_start, min_ndim=1, floating=True)
         noise = torch.randn(x_start.shape, generator=generator, dtype=x_start.dtype, device=x_start.device)

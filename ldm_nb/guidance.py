@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
-from .core import check_int, check_float, check_choice, check_tensor, check_timesteps
+from .core import check_int, check_float, check_choice, check_tensor, check_timesteps, check_bool, check_batch, check_dtype
 from .schedules import NoiseSchedule
 from .forward import q_sample, extract_like
 from .posterior import q_posterior_mean_variance
@@ -18,9 +18,10 @@ from .unet import timestep_embedding, ResBlock, Downsample, normalization
 from .ddim import DDIMSampler
 
 # %% auto #0
-__all__ = ['drop_labels', 'drop_conditions', 'guidance_combine', 'guidance_combine_w', 'classifier_free_model_fn',
-           'NoisyClassifierConfig', 'NoisyClassifier', 'noisy_classifier_loss', 'classifier_log_prob_grad',
-           'classifier_guided_model_fn', 'img2img_steps', 'ddim_img2img', 'check_mask', 'ddim_inpaint']
+__all__ = ['MAX_GUIDANCE_SCALE', 'drop_labels', 'drop_conditions', 'check_guidance_scale', 'guidance_combine',
+           'guidance_combine_w', 'classifier_free_model_fn', 'NoisyClassifierConfig', 'NoisyClassifier',
+           'noisy_classifier_loss', 'classifier_log_prob_grad', 'classifier_guided_model_fn', 'img2img_steps',
+           'ddim_img2img', 'check_mask', 'ddim_inpaint']
 
 # %% ../nbs/11_guidance.ipynb #fe57b285
 def _drop_mask(B: int, p_uncond: float, generator, device) -> torch.Tensor:
@@ -75,16 +76,29 @@ def drop_conditions(cond: dict, uncond: dict, p_uncond: float, generator: torch.
     return out
 
 # %% ../nbs/11_guidance.ipynb #8f5c5fb3
-def guidance_combine(out_cond: torch.Tensor, out_uncond: torch.Tensor, scale: float) -> torch.Tensor:
-    "CompVis's guidance: `out_uncond + scale * (out_cond - out_uncond)` (exact for scale 0 and 1)."
-    scale = check_float("scale", scale)
-    if out_cond.shape != out_uncond.shape:
+MAX_GUIDANCE_SCALE = 1e4     # |scale| above this is refused: useful scales are 1-20, and ~1e30 overflows float32 samples to NaN
+
+def check_guidance_scale(name: str, scale) -> float:
+    "A finite guidance scale with |scale| <= MAX_GUIDANCE_SCALE; return it as float."
+    s = check_float(name, scale)
+    if abs(s) > MAX_GUIDANCE_SCALE:
+        raise ValueError(f"{name} must lie in [-{MAX_GUIDANCE_SCALE:g}, {MAX_GUIDANCE_SCALE:g}] (useful scales are 1-20; "
+                         f"much larger ones overflow the samples to inf and NaN), got {s:g}")
+    return s
+
+def _check_outputs(out_cond, out_uncond) -> None:
+    check_tensor("out_cond", out_cond, floating=True); check_tensor("out_uncond", out_uncond, floating=True)
+    if out_cond.shape != out_uncond.shape:     # no broadcasting: a (1, ...) uncond over a batch is a caller's bug
         raise ValueError(f"out_cond {tuple(out_cond.shape)} and out_uncond {tuple(out_uncond.shape)} must have the same shape")
+
+def guidance_combine(out_cond: torch.Tensor, out_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    "CompVis's guidance: `out_uncond + scale * (out_cond - out_uncond)` (exact for scale 0 and 1; NaN in the outputs propagates)."
+    scale = check_guidance_scale("scale", scale); _check_outputs(out_cond, out_uncond)
     return torch.lerp(out_uncond, out_cond, scale)
 
 def guidance_combine_w(out_cond: torch.Tensor, out_uncond: torch.Tensor, w: float) -> torch.Tensor:
-    "The seed's form: `(1 + w) * out_cond - w * out_uncond` (Ho & Salimans' guidance weight w)."
-    w = check_float("w", w)
+    "The seed's form: `(1 + w) * out_cond - w * out_uncond` (Ho & Salimans' guidance weight w; NaN propagates)."
+    w = check_guidance_scale("w", w); _check_outputs(out_cond, out_uncond)
     return (1 + w) * out_cond - w * out_uncond
 
 # %% ../nbs/11_guidance.ipynb #7827c0d2
@@ -103,7 +117,7 @@ def classifier_free_model_fn(apply_model, cond: dict, uncond: dict, scale: float
     "A `model_fn(x, t)` for classifier-free guidance: one network call on [uncond; cond], combined with `guidance_combine`."
     if not callable(apply_model): raise TypeError(f"apply_model must be callable as apply_model(x, t, **cond), got {type(apply_model).__name__}")
     _check_cond_dicts(cond, uncond)
-    scale = check_float("scale", scale)
+    scale = check_guidance_scale("scale", scale)
     doubled = {}                            # batch size -> the conditions on [uncond; cond], built at the first call
     def model_fn(x: torch.Tensor, t: torch.Tensor, **extra) -> torch.Tensor:
         if extra: raise TypeError(f"the guided model_fn takes its conditions from cond/uncond; got extra {sorted(extra)}")
@@ -129,6 +143,7 @@ class NoisyClassifier(nn.Module):
     "Logits `(B, num_classes)` of $p_\\phi(c \\mid x_t, t)$ for noisy images `(B, C, H, W)` at timesteps `(B,)`."
     def __init__(self, cfg: NoisyClassifierConfig | None = None):
         super().__init__()
+        if cfg is not None and not isinstance(cfg, NoisyClassifierConfig): raise TypeError(f"cfg must be a NoisyClassifierConfig, got {type(cfg).__name__}")
         self.cfg = cfg = cfg or NoisyClassifierConfig()
         C, E = cfg.channels, 4 * cfg.channels
         self.time_embed = nn.Sequential(nn.Linear(C, E), nn.SiLU(), nn.Linear(E, E))
@@ -139,7 +154,7 @@ class NoisyClassifier(nn.Module):
         self.head = nn.Linear(2 * C, cfg.num_classes)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, floating=True); check_tensor("t", t, ndim=1)
+        check_tensor("x", x, ndim=4, floating=True); check_tensor("t", t, ndim=1); check_dtype("x", x, self.conv_in.weight.dtype)
         if x.shape[1] != self.cfg.in_channels: raise ValueError(f"x must have {self.cfg.in_channels} channels, got shape {tuple(x.shape)}")
         if len(t) != len(x): raise ValueError(f"t must have one timestep per item: {len(x)}, got {len(t)}")
         emb = self.time_embed(timestep_embedding(t, self.cfg.channels).to(x.dtype))   # (B, E)
@@ -148,26 +163,46 @@ class NoisyClassifier(nn.Module):
         return self.head(self.out(h).mean(dim=(2, 3)))                                 # (B, K)
 
 # %% ../nbs/11_guidance.ipynb #f7a8de1d
+def _label_range(labels: torch.Tensor) -> tuple[int, int]:
+    "The labels' (min, max), read from the device: once per call of a public function, never per step."
+    return (int(labels.min()), int(labels.max())) if labels.numel() else (0, 0)
+
+def _check_label_range(label_range: tuple, K: int) -> None:
+    "Raise unless every label is a class of a K-way classifier: compares Python ints, reads nothing."
+    lo, hi = label_range
+    if lo < 0 or hi >= K: raise ValueError(f"labels must lie in [0, {K}) (the classifier's {K} classes), got values in [{lo}, {hi}]")
+
 def noisy_classifier_loss(classifier: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
                           t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     "Cross-entropy of `classifier(q_sample(x0, t), t)` against `labels`, with $t$ uniform unless given."
-    check_tensor("x0", x0, min_ndim=2, floating=True); check_tensor("labels", labels, ndim=1, integer=True)
+    if not callable(classifier): raise TypeError(f"classifier must be callable as classifier(x, t) -> logits, got {type(classifier).__name__}")
+    if not isinstance(schedule, NoiseSchedule): raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    check_tensor("x0", x0, min_ndim=2, floating=True); check_batch("x0", x0); check_tensor("labels", labels, ndim=1, integer=True)
     if len(labels) != len(x0): raise ValueError(f"labels must have one label per item: {len(x0)}, got {len(labels)}")
     if t is None: t = torch.randint(0, schedule.num_timesteps, (len(x0),), device=x0.device, generator=generator)
     x_t = q_sample(schedule, x0, t, generator=generator)
-    return F.cross_entropy(classifier(x_t, t), labels)
+    logits = classifier(x_t, t)                                               # (B, K)
+    _check_label_range(_label_range(labels), logits.shape[-1])       # cross_entropy would skip -100 (a NaN mean) and fail deep on K
+    return F.cross_entropy(logits, labels)
 
 # %% ../nbs/11_guidance.ipynb #3ea1ee9d
-def classifier_log_prob_grad(classifier: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor):
-    "$\\log p_\\phi(c \\mid x_t, t)$ `(B,)` and its gradient with respect to $x_t$ `(B, ...)`, taken at `x`."
-    check_tensor("labels", labels, ndim=1, integer=True)
+def _log_prob_grad(classifier, x, t, labels, label_range):
+    "`classifier_log_prob_grad` for a step of a loop: the caller checks its inputs and gives the labels' range, read once."
     if len(labels) != len(x): raise ValueError(f"labels must have one label per item of x: {len(x)}, got {len(labels)}")
     with torch.enable_grad():                                   # the samplers run under no_grad
         x_in = x.detach().requires_grad_(True)
         logp = F.log_softmax(classifier(x_in, t), dim=-1)       # (B, K)
+        _check_label_range(label_range, logp.shape[-1])         # before the gather, which would fail deep inside torch
         sel = logp.gather(1, labels[:, None].to(logp.device))[:, 0]   # (B,)
         grad, = torch.autograd.grad(sel.sum(), x_in)            # items independent: d(sum)/dx_i = d sel_i / dx_i
     return sel.detach(), grad
+
+def classifier_log_prob_grad(classifier: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor):
+    "$\\log p_\\phi(c \\mid x_t, t)$ `(B,)` and its gradient with respect to $x_t$ `(B, ...)`, taken at `x`."
+    if not callable(classifier): raise TypeError(f"classifier must be callable as classifier(x, t) -> logits, got {type(classifier).__name__}")
+    check_tensor("x", x, min_ndim=2, floating=True); check_tensor("labels", labels, ndim=1, integer=True)
+    if len(labels) != len(x): raise ValueError(f"labels must have one label per item of x: {len(x)}, got {len(labels)}")
+    return _log_prob_grad(classifier, x, t, labels, _label_range(labels))
 
 def classifier_guided_model_fn(apply_model, classifier: nn.Module, labels: torch.Tensor, scale: float,
                                schedule: NoiseSchedule, parameterization: str = "eps"):
@@ -175,12 +210,14 @@ def classifier_guided_model_fn(apply_model, classifier: nn.Module, labels: torch
     if not callable(apply_model): raise TypeError(f"apply_model must be callable as apply_model(x, t, **cond), got {type(apply_model).__name__}")
     if not callable(classifier): raise TypeError(f"classifier must be callable as classifier(x, t) -> logits, got {type(classifier).__name__}")
     check_tensor("labels", labels, ndim=1, integer=True)
-    w = check_float("scale", scale)
+    lo, hi = rng = _label_range(labels)                                   # read once here, never per step
+    if lo < 0: raise ValueError(f"labels must be >= 0 (class indices), got values in [{lo}, {hi}]")
+    w = check_guidance_scale("scale", scale)
     if not isinstance(schedule, NoiseSchedule): raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     check_choice("parameterization", parameterization, ("eps", "x0", "v"))
     def model_fn(x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         out = apply_model(x, t, **cond)
-        _, grad = classifier_log_prob_grad(classifier, x, t, labels)
+        _, grad = _log_prob_grad(classifier, x, t, labels, rng)
         d_eps = -w * extract_like(schedule.sqrt_one_minus_alphas_cumprod, t, out) * grad.to(out)   # Δε
         if parameterization == "eps": return out + d_eps
         if parameterization == "x0": return out - extract_like(schedule.sqrt_recipm1_alphas_cumprod, t, out) * d_eps
@@ -220,7 +257,8 @@ def ddim_img2img(sampler: DDIMSampler, x0: torch.Tensor, strength: float, sample
                  clip_denoised: bool = False, progress: bool = True, **cond) -> torch.Tensor:
     "SDEdit: noise `x0` to the first of the last ⌈strength·S⌉ of `sample_steps` (S) DDIM steps with `q_sample`, then denoise with those."
     if not isinstance(sampler, DDIMSampler): raise TypeError(f"sampler must be a DDIMSampler, got {type(sampler).__name__}")
-    check_tensor("x0", x0, min_ndim=2, floating=True)
+    check_tensor("x0", x0, min_ndim=2, floating=True); check_batch("x0", x0)
+    check_bool("clip_denoised", clip_denoised); check_bool("progress", progress)
     n = img2img_steps(strength, sample_steps)
     sampler.set_timesteps(sample_steps, discretize, eta)
     i0 = sample_steps - n                                                 # index of tau_n in the descending timesteps
@@ -233,7 +271,7 @@ def ddim_img2img(sampler: DDIMSampler, x0: torch.Tensor, strength: float, sample
 # %% ../nbs/11_guidance.ipynb #cf730d35
 def check_mask(mask: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     "Check an inpainting mask (1 = keep, 0 = generate) against `x0`; return it in `x0`'s dtype and device."
-    check_tensor("mask", mask)
+    check_tensor("x0", x0, min_ndim=2, floating=True); check_tensor("mask", mask)
     if mask.ndim != x0.ndim: raise ValueError(f"mask must have the {x0.ndim} dims of x0 {tuple(x0.shape)} (size 1 broadcasts), got {tuple(mask.shape)}")
     if any(m not in (1, s) for m, s in zip(mask.shape, x0.shape)):
         raise ValueError(f"mask of shape {tuple(mask.shape)} must broadcast to x0's shape {tuple(x0.shape)} (each dim 1 or equal)")
@@ -247,10 +285,11 @@ def ddim_inpaint(sampler: DDIMSampler, x0: torch.Tensor, mask: torch.Tensor, sam
                  clip_denoised: bool = False, progress: bool = True, **cond) -> torch.Tensor:
     "Fill the region where `mask` is 0 and keep `x0` where it is 1, blending the noised known region at each of `sample_steps` (S) DDIM steps."
     if not isinstance(sampler, DDIMSampler): raise TypeError(f"sampler must be a DDIMSampler, got {type(sampler).__name__}")
-    check_tensor("x0", x0, min_ndim=2, floating=True)
+    check_tensor("x0", x0, min_ndim=2, floating=True); check_batch("x0", x0)
+    check_bool("clip_denoised", clip_denoised); check_bool("progress", progress)
     m = check_mask(mask, x0)
     sampler.set_timesteps(sample_steps, discretize, eta)
     if x_T is None: x_T = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    elif x_T.shape != x0.shape: raise ValueError(f"x_T must have the shape of x0 {tuple(x0.shape)}, got {tuple(x_T.shape)}")
+    elif check_tensor("x_T", x_T, floating=True).shape != x0.shape: raise ValueError(f"x_T must have the shape of x0 {tuple(x0.shape)}, got {tuple(x_T.shape)}")
     x = m * _noised(sampler, x0, 0, _randn(x0, generator)) + (1 - m) * x_T
     return _denoise(sampler, x, 0, generator, clip_denoised, progress, f"inpainting (S={sample_steps})", cond, x0=x0, mask=m)

@@ -12,13 +12,13 @@ from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 from fastcore.basics import patch
-from .core import check_int, check_float, check_choice, check_tensor, make_generator
+from .core import check_int, check_float, check_choice, check_tensor, make_generator, check_bool, check_batch, check_dtype
 from .ddpm import DDPM, DDPMConfig
 from .ddim import DDIMSampler, SAMPLERS
 from .autoencoder import AutoencoderKL
 from .unet import UNetModel
 from .attention import DiffusionWrapper, CONDITIONING_KEYS
-from .guidance import drop_labels, classifier_free_model_fn, ddim_img2img, ddim_inpaint
+from .guidance import drop_labels, classifier_free_model_fn, ddim_img2img, ddim_inpaint, check_guidance_scale
 
 # %% auto #0
 __all__ = ['EMBED_MODES', 'ClassEmbedder', 'LDMConfig', 'LatentDiffusion', 'guided_model_fn', 'class_grid', 'latent_mask',
@@ -153,7 +153,8 @@ def _check_fit(ae: AutoencoderKL, unet: UNetModel, cfg: LDMConfig) -> None:
 @patch
 def check_images(self: LatentDiffusion, x, name: str = "x") -> torch.Tensor:
     "Check that `x` is a float image batch `(B, C, H, W)` the first stage can encode (its channels, sides divisible by f)."
-    check_tensor(name, x, ndim=4, floating=True)
+    check_tensor(name, x, ndim=4, floating=True); check_batch(name, x)
+    check_dtype(name, x, self.first_stage_model.encoder.conv_in.weight.dtype)
     C, f = self.first_stage_model.cfg.in_channels, self.downsample_factor
     if x.shape[1] != C: raise ValueError(f"{name} must have {C} channels (the first stage's in_channels), got shape {tuple(x.shape)}")
     H, W = x.shape[-2:]
@@ -165,7 +166,7 @@ def check_images(self: LatentDiffusion, x, name: str = "x") -> torch.Tensor:
 @patch
 def _check_scale(self: LatentDiffusion) -> None:
     if torch.isnan(self.scale_factor):
-        raise RuntimeError("scale_factor is not set yet (cfg.scale_factor=None): call estimate_scale_factor(images) first"
+        raise ValueError("scale_factor is not set yet (cfg.scale_factor=None): call estimate_scale_factor(images) first"
                            + (", or let the first training batch do it (scale_by_std=True)" if self.cfg.scale_by_std else ""))
 
 # %% ../nbs/12_ldm.ipynb #b4b43b35
@@ -182,7 +183,7 @@ def encode_first_stage(self: LatentDiffusion, x: torch.Tensor, sample: bool = Tr
 @patch
 def decode_first_stage(self: LatentDiffusion, z: torch.Tensor) -> torch.Tensor:
     "Scaled latents (B, c, h, w) -> images $\\mathcal D(z / s)$ (B, C, h*f, w*f)."
-    check_tensor("z", z, ndim=4, floating=True); self._check_scale()
+    check_tensor("z", z, ndim=4, floating=True); check_dtype("z", z, self.first_stage_model.decoder.conv_in.weight.dtype); self._check_scale()
     if z.shape[1] != self.latent_channels:
         raise ValueError(f"z must have {self.latent_channels} channels (the first stage's embed_dim), got shape {tuple(z.shape)}")
     return self.first_stage_model.decode(z / self.scale_factor.to(z.dtype))
@@ -260,7 +261,8 @@ def forward(self: LatentDiffusion, x: torch.Tensor, labels: torch.Tensor | None 
 def guided_model_fn(ldm: LatentDiffusion, labels: torch.Tensor | None, guidance_scale: float = 1.,
                     c_concat: torch.Tensor | None = None, model_fn=None) -> tuple:
     "`(model_fn, cond)` for a sampler: `labels`' condition keywords, or for `guidance_scale` s != 1 a guided `model_fn` and `{}`."
-    w = check_float("guidance_scale", guidance_scale)
+    if not isinstance(ldm, LatentDiffusion): raise TypeError(f"ldm must be a LatentDiffusion, got {type(ldm).__name__}")
+    w = check_guidance_scale("guidance_scale", guidance_scale)                # finite, |s| <= 1e4: larger overflows to NaN
     cond = ldm.get_learned_conditioning(labels, c_concat)
     if w == 1.: return model_fn, cond
     if model_fn is not None: raise ValueError("give either guidance_scale or model_fn, not both")
@@ -286,6 +288,7 @@ def sample_images(self: LatentDiffusion, labels: torch.Tensor | int, sampler: st
     "Images (B, C, H, W) from latents drawn by DDPM or DDIM (`sample_steps` (S) steps); `labels`: a label tensor or a batch size."
     check_choice("sampler", sampler, SAMPLERS)
     if sampler == "ddim": check_int("sample_steps", sample_steps, lo=1, hi=self.num_timesteps)
+    for name, v in (("use_ema", use_ema), ("clamp", clamp), ("progress", progress)): check_bool(name, v)
     if isinstance(labels, numbers.Integral) and not isinstance(labels, bool): n, labels = check_int("labels (a batch size)", labels, lo=1), None
     else: n = len(check_tensor("labels", labels, ndim=1))
     model_fn, cond = guided_model_fn(self, labels, guidance_scale, c_concat, model_fn)
@@ -304,6 +307,8 @@ def _class_labels(ldm: LatentDiffusion, classes, n: int, n_rows: int | None):
         return check_int("n_rows", 10 if n_rows is None else n_rows, lo=1) * n
     if n_rows is not None: raise ValueError("n_rows is for an unconditional model: a conditional one has a row per class (give classes)")
     K = ldm.cfg.num_classes
+    if classes is not None and (isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__")):
+        raise TypeError(f"classes must be a list of class indices such as [0, 3] (or None for all), got {classes!r}")
     classes = list(range(K)) if classes is None else [check_int("class", c, lo=0, hi=K - 1) for c in classes]
     if not classes: raise ValueError("classes must name at least one class")
     return torch.tensor(classes, device=ldm.scale_factor.device).repeat_interleave(n)      # (len * n,)
@@ -335,6 +340,7 @@ def edit_images(ldm: LatentDiffusion, init: torch.Tensor, labels, strength: floa
                 sample_steps: int = 50, eta: float = 0., guidance_scale: float = 1., generator: torch.Generator | None = None,
                 use_ema: bool = True, progress: bool = False) -> torch.Tensor:
     "img2img (`strength`) or inpainting (`mask`, 1 = keep) of one image `init` (1, C, H, W), once per label; returns (B, C, H, W)."
+    if not isinstance(ldm, LatentDiffusion): raise TypeError(f"ldm must be a LatentDiffusion, got {type(ldm).__name__}")
     if (strength is None) == (mask is None): raise ValueError("give exactly one of strength (img2img) or mask (inpainting)")
     ldm.check_images(init, "init")
     if init.shape[0] != 1: raise ValueError(f"init must be one image (1, C, H, W), got shape {tuple(init.shape)}")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 import lpips
 from fastcore.basics import patch
-from .core import check_int, check_float, check_choice, check_tensor
+from .core import check_int, check_float, check_choice, check_tensor, check_batch, check_dtype
 from .autoencoder import DiagonalGaussianDistribution
 
 # %% auto #0
@@ -94,7 +94,7 @@ def forward(self: LPIPS, input: torch.Tensor, target: torch.Tensor) -> torch.Ten
 # %% ../nbs/09_losses.ipynb #854b9c88
 def nll_with_logvar(rec_loss: torch.Tensor, logvar: torch.Tensor, weights: torch.Tensor | None = None):
     "CompVis's NLL rec/exp(logvar) + logvar, summed and divided by B; returns (nll_loss, weighted_nll_loss)."
-    check_tensor("rec_loss", rec_loss, min_ndim=1, floating=True)
+    check_tensor("rec_loss", rec_loss, min_ndim=1, floating=True); check_batch("rec_loss", rec_loss)   # sum / B: B = 0 is NaN
     check_tensor("logvar", logvar, ndim=0, floating=True)
     nll = rec_loss / torch.exp(logvar) + logvar                              # (B, C, H, W)
     weighted = nll
@@ -129,6 +129,8 @@ class ActNorm(nn.Module):
         if x.shape[1] != self.num_features:
             raise ValueError(f"x must have num_features={self.num_features} channels, got shape {tuple(x.shape)}")
         if self.training and self.initialized.item() == 0:
+            if x.shape[0] * x.shape[2] * x.shape[3] < 2:     # the std of one value is NaN, and would stay in loc/scale for good
+                raise ValueError(f"x must have at least 2 values per channel (B*H*W >= 2) to initialize ActNorm, got shape {tuple(x.shape)}")
             self.initialize(x); self.initialized.fill_(1)
         return self.scale * (x + self.loc)
 
@@ -171,6 +173,7 @@ def forward(self: NLayerDiscriminator, input: torch.Tensor) -> torch.Tensor:
     check_tensor("input", input, ndim=4, floating=True)
     if input.shape[1] != self.input_nc:
         raise ValueError(f"input must have input_nc={self.input_nc} channels, got shape {tuple(input.shape)}")
+    check_dtype("input", input, self.main[0].weight.dtype)
     oh, ow = self.output_size(input.shape[2], input.shape[3])
     if min(oh, ow) < 1:
         raise ValueError(f"input of size {input.shape[2]}x{input.shape[3]} is too small for n_layers={self.n_layers}: "
@@ -187,8 +190,9 @@ def weights_init(m: nn.Module) -> None:
 
 # %% ../nbs/09_losses.ipynb #d5785e04
 def _check_logits(logits_real, logits_fake):
-    check_tensor("logits_real", logits_real, min_ndim=1, floating=True)
-    check_tensor("logits_fake", logits_fake, min_ndim=1, floating=True)
+    "Floating logits with at least one item each (the mean of none is NaN)."
+    for name, l in (("logits_real", logits_real), ("logits_fake", logits_fake)):
+        check_tensor(name, l, min_ndim=1, floating=True); check_batch(name, l)
 
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     "Hinge discriminator loss 0.5 * (mean relu(1 - real) + mean relu(1 + fake))."
@@ -202,12 +206,13 @@ def vanilla_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torc
 
 def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     "The autoencoder's GAN loss -mean(logits_fake) (CompVis, for hinge and vanilla alike)."
-    check_tensor("logits_fake", logits_fake, min_ndim=1, floating=True)
+    check_tensor("logits_fake", logits_fake, min_ndim=1, floating=True); check_batch("logits_fake", logits_fake)
     return -logits_fake.mean()
 
 def adopt_weight(weight: float, global_step: int, threshold: int = 0, value: float = 0.0) -> float:
     "`weight` from step `threshold` on, `value` before it."
     check_float("weight", weight); check_int("global_step", global_step, lo=0); check_int("threshold", threshold, lo=0)
+    check_float("value", value)
     return float(value) if global_step < threshold else float(weight)
 
 # %% ../nbs/09_losses.ipynb #f505a186
@@ -260,7 +265,8 @@ class LPIPSWithDiscriminator(nn.Module):
 # %% ../nbs/09_losses.ipynb #60016b2b
 @patch
 def _check_forward(self: LPIPSWithDiscriminator, inputs, reconstructions, posteriors, optimizer_idx, global_step, cond, split):
-    check_tensor("inputs", inputs, ndim=4, floating=True); check_tensor("reconstructions", reconstructions, ndim=4, floating=True)
+    check_tensor("inputs", inputs, ndim=4, floating=True); check_batch("inputs", inputs)
+    check_tensor("reconstructions", reconstructions, ndim=4, floating=True)
     if inputs.shape != reconstructions.shape:
         raise ValueError(f"inputs and reconstructions must have the same shape, got {tuple(inputs.shape)} and {tuple(reconstructions.shape)}")
     if not isinstance(posteriors, DiagonalGaussianDistribution):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import check_int, check_float, check_tensor, get_device, atomic_write_bytes
+from .core import check_int, check_float, check_tensor, get_device, atomic_write_bytes, check_dtype
 from .data import load_mnist
 
 # %% auto #0
@@ -37,6 +37,7 @@ class MNISTClassifier(nn.Module):
     "A small convnet for digits: two conv blocks, a `feat_dim` feature layer, 10 logits."
     def __init__(self, feat_dim: int = 128, n_classes: int = 10):
         super().__init__()
+        check_int("feat_dim", feat_dim, lo=1); check_int("n_classes", n_classes, lo=1)
         self.features = nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),      # (B, 16, 14, 14)
             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),     # (B, 32, 7, 7)
@@ -44,6 +45,7 @@ class MNISTClassifier(nn.Module):
         self.head = nn.Linear(feat_dim, n_classes)                           # (B, n_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_tensor("images", images, floating=True); check_dtype("images", images, self.head.weight.dtype)
         return self.head(self.features(prepare_digits(images)))
 
 # %% ../nbs/14_metrics.ipynb #66406b4e
@@ -86,6 +88,7 @@ def train_mnist_classifier(recipe: ClassifierRecipe, device=None) -> MNISTClassi
 # %% ../nbs/14_metrics.ipynb #b64225dc
 def recipe_hash(recipe: ClassifierRecipe) -> str:
     "SHA-256 of the recipe, the data counts and the classifier's and trainer's source code."
+    if not isinstance(recipe, ClassifierRecipe): raise TypeError(f"recipe must be a ClassifierRecipe, got {type(recipe).__name__}")
     srcs = []
     for f in (MNISTClassifier.__init__, MNISTClassifier.forward, train_mnist_classifier):
         try: srcs.append(inspect.getsource(f))
@@ -140,20 +143,22 @@ def get_mnist_classifier(cache_dir=None, device=None, recipe: ClassifierRecipe |
 @torch.no_grad()
 def _batched(fn, images: torch.Tensor, clf: nn.Module, batch_size: int) -> torch.Tensor:
     "Apply `fn` to `images` in batches on `clf`'s device; concatenate the results on the CPU."
+    if not isinstance(clf, MNISTClassifier): raise TypeError(f"clf must be an MNISTClassifier, got {type(clf).__name__}")
     check_int("batch_size", batch_size, lo=1)
     prepare_digits(images)                                                # check everything up front
-    dev = next(clf.parameters()).device
-    return torch.cat([fn(images[i: i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)])
+    w = clf.head.weight                                                   # float16/64 images in [-1, 1]: converting is safe
+    return torch.cat([fn(images[i: i + batch_size].to(w.device, w.dtype)).cpu() for i in range(0, len(images), batch_size)])
 
 def classifier_accuracy(clf: MNISTClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     "Fraction of `images` that `clf` labels correctly."
+    if not isinstance(clf, MNISTClassifier): raise TypeError(f"clf must be an MNISTClassifier, got {type(clf).__name__}")
     check_tensor("labels", labels, ndim=1, integer=True)
     if len(labels) != len(images): raise ValueError(f"labels must have one entry per image, got {len(labels)} for {len(images)}")
     return (_batched(clf, images, clf, batch_size).argmax(1) == labels.cpu()).double().mean().item()
 
 # %% ../nbs/14_metrics.ipynb #a778d4bc
 def feature_stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Mean `(D,)` and unbiased covariance `(D, D)` of features `(N, D)`, in float64."
+    "Mean `(D,)` and unbiased covariance `(D, D)` of features `(N, D)`, in float64 (NaN in `feats` propagates)."
     check_tensor("feats", feats, ndim=2)
     if len(feats) < 2: raise ValueError(f"feats needs at least 2 rows for a covariance, got {len(feats)}")
     f = feats.detach().double().cpu()
@@ -174,12 +179,14 @@ def _sqrtm_psd(S: torch.Tensor) -> torch.Tensor:
     return (V * w.clamp(min=0).sqrt()) @ V.T
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    "Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64."
+    "Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64; NaN or inf in any argument is an error."
     mu1, mu2 = _as64("mu1", mu1, 1), _as64("mu2", mu2, 1)
     s1, s2 = _as64("sigma1", sigma1, 2), _as64("sigma2", sigma2, 2)
     D = len(mu1)
     for name, t, shape in (("mu2", mu2, (D,)), ("sigma1", s1, (D, D)), ("sigma2", s2, (D, D))):
         if tuple(t.shape) != shape: raise ValueError(f"{name} must have shape {shape} to match mu1, got {tuple(t.shape)}")
+    for name, m in (("mu1", mu1), ("mu2", mu2)):
+        if not torch.isfinite(m).all(): raise ValueError(f"{name} must be finite, got NaN or inf")
     for name, s in (("sigma1", s1), ("sigma2", s2)):
         if not torch.isfinite(s).all() or (s - s.T).abs().max() > 1e-8 * max(1.0, s.abs().max().item()):
             raise ValueError(f"{name} must be a finite symmetric matrix")
@@ -206,6 +213,7 @@ def fd_score(samples: torch.Tensor, reference, clf: MNISTClassifier, batch_size:
 def fd_floor(n: int, clf: MNISTClassifier, seed: int = 0, batch_size: int = 1000) -> float:
     "FD between two disjoint random sets of `n` real MNIST test digits: the noise level of FD at `n` samples."
     n = check_int("n", n, lo=2, hi=5000); seed = check_int("seed", seed, lo=0)
+    if not isinstance(clf, MNISTClassifier): raise TypeError(f"clf must be an MNISTClassifier, got {type(clf).__name__}")
     x, _ = load_mnist("test")
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     return fd_score(x[perm[:n]], x[perm[n: 2 * n]], clf, batch_size)
@@ -220,9 +228,10 @@ def class_coverage(images: torch.Tensor, clf: MNISTClassifier, batch_size: int =
 
 # %% ../nbs/14_metrics.ipynb #fb882b3b
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> tuple[torch.Tensor, float]:
-    "Per-image PSNR in dB `(B,)` (inf where x == y) and its mean, for images `(B, ...)` with value range `data_range`."
+    "Per-image PSNR in dB `(B,)` (inf where x == y) and its mean, for images `(B, ...)` with value range `data_range` (NaN propagates)."
     check_tensor("x", x, min_ndim=2, floating=True); check_tensor("y", y, min_ndim=2, floating=True)
     if x.shape != y.shape: raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if len(x) == 0: raise ValueError(f"x must have at least one item (the mean of no PSNRs is NaN), got shape {tuple(x.shape)}")
     R = check_float("data_range", data_range, lo=0, lo_open=True)
     mse = (x.detach().double() - y.detach().double()).pow(2).flatten(1).mean(1)    # (B,)
     per_image = 10 * torch.log10(R ** 2 / mse)                                    # R^2 / 0 = inf -> inf dB

@@ -38,6 +38,15 @@ def make_beta_schedule(schedule: str, n_timestep: int, linear_start: float = 1e-
     alphas_cumprod = f / f[0]
     return (1 - alphas_cumprod[1:] / alphas_cumprod[:-1]).clamp(0, 0.999)
 
+# %% ../nbs/01_schedules.ipynb #da365f80
+def _check_constants(bufs: dict, dtype, arg: str) -> None:
+    "Raise unless `dtype` is a floating dtype in which every constant of `bufs` is finite (host copies: reads no device value)."
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:   # int64 would round every beta to 0
+        raise TypeError(f"dtype must be a floating-point torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
+    bad = [k for k, v in bufs.items() if not np.isfinite(v.detach().cpu().to(dtype).double().numpy()).all()]
+    if bad: raise ValueError(f"the schedule's constants {', '.join(bad)} are not finite in {dtype}: {arg} give betas so small "
+                             f"that 1 - beta rounds to 1 (or so close to 1 that {dtype} overflows); use larger betas")
+
 # %% ../nbs/01_schedules.ipynb #2cc2529a
 class NoiseSchedule(nn.Module):
     "A beta schedule and every constant derived from it, as buffers named as in CompVis."
@@ -47,8 +56,10 @@ class NoiseSchedule(nn.Module):
         super().__init__()
         check_float("v_posterior", v_posterior, lo=0, hi=1)
         if given_betas is not None:
-            betas = torch.as_tensor(given_betas, dtype=torch.float64).flatten()
-            if betas.numel() < 1 or not ((betas > 0) & (betas < 1)).all():
+            try: betas = torch.as_tensor(given_betas, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"given_betas must be a 1-D tensor or sequence of numbers, got {type(given_betas).__name__}") from None
+            if betas.ndim != 1 or betas.numel() < 1 or not ((betas > 0) & (betas < 1)).all():
                 raise ValueError("given_betas must be a non-empty 1-D sequence with every value in (0, 1)")
         else:
             betas = make_beta_schedule(schedule, timesteps, linear_start, linear_end, cosine_s)
@@ -69,6 +80,7 @@ class NoiseSchedule(nn.Module):
             posterior_mean_coef1=betas * alphas_cumprod_prev.sqrt() / (1. - alphas_cumprod),
             posterior_mean_coef2=(1. - alphas_cumprod_prev) * alphas.sqrt() / (1. - alphas_cumprod),
         )
+        _check_constants(bufs, dtype, "given_betas" if given_betas is not None else f"linear_start={linear_start} and linear_end={linear_end}")
         for k, v in bufs.items(): self.register_buffer(k, v.to(dtype), persistent=False)
 
     def log_snr(self) -> torch.Tensor:

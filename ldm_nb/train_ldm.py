@@ -146,6 +146,7 @@ def validate(self: LDMTrainConfig) -> LDMTrainConfig:
         raise ValueError("ldm.scale_by_std must be False: with scale_factor=None the trainer estimates s on scale_images images")
     if k is None and self.guidance_scale != 1:
         raise ValueError(f"guidance_scale must be 1 for an unconditional model (conditioning_key=None), got {self.guidance_scale}")
+    check_int("sample_steps", self.sample_steps, lo=1, hi=self.ldm.timesteps)      # the grids' DDIM steps S <= T
     if self.unet.num_classes is not None:
         raise ValueError("unet.num_classes must be None: labels reach the UNet through the class embedder (ldm.num_classes)")
     return self
@@ -220,7 +221,7 @@ def _ldm_extra(t: dict, m: dict) -> dict:
 LDM_CHECKPOINT = CheckpointFormat(
     "ldm_nb.train_ldm/1", "a latent diffusion checkpoint of `ldm-nb train-ldm`", LDMTrainConfig,
     heads=("model", "cond", "first_stage", "ema", "rng"), optimizers=("optim",), match=("dataset", "image_size", "unet", "ldm"),
-    optional_heads=("ema",), extra=_ldm_extra)
+    optional_heads=("ema",), extra=_ldm_extra, commands="ldm-nb sample-ldm, or ldm-nb train-ldm --resume")
 
 def ldm_tensors(ldm: LatentDiffusion) -> tuple[dict, dict]:
     "The tensors (UNet, embedder, first stage, scale factor, EMA) and metadata (first stage config and hash) of a checkpoint."

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from fastcore.basics import patch
 from .core import check_int, check_float, check_choice, check_tensor, get_device, derive_seed
 from .autoencoder import AutoencoderKL, AutoencoderConfig
-from .losses import LPIPSWithDiscriminator, LPIPS_TRUNK_ENV, env_flag
+from .losses import LPIPSWithDiscriminator, LPIPS_TRUNK_ENV, env_flag, trunk_weights_path
 from .data import resolve_image_size, ImageBatches, batch_stream
 from .config import JSONConfig, check_strings, check_bools
 from .checkpoint import CheckpointFormat, state_tensors, load_weights, load_optimizer, restore_rng
@@ -129,7 +129,8 @@ VAE_CHECKPOINT = CheckpointFormat(
     "ldm_nb.train_vae/1", "an autoencoder checkpoint of ldm_nb.train_vae", VAETrainConfig, heads=("ae", "disc", "rng"),
     optimizers=("opt_ae", "opt_disc"), required=("config", "opt_ae", "opt_disc"),
     match=tuple(f.name for f in dataclasses.fields(VAETrainConfig) if f.name not in RUN_LENGTH_FIELDS),
-    hint=" (start a new run_dir, or --overwrite)", extra=lambda t, m: dict(logvar=t["loss.logvar"]))
+    hint=" (start a new run_dir, or --overwrite)", extra=lambda t, m: dict(logvar=t["loss.logvar"]),
+    commands="ldm-nb train-vae --resume, or give it to ldm-nb train-ldm as --first-stage")
 
 # %% ../nbs/16_train_vae.ipynb #f3d8a4bb
 def load_autoencoder(path_or_run_dir, device="cpu") -> tuple[AutoencoderKL, dict]:
@@ -163,6 +164,10 @@ class VAETrainer(Trainer):
         self.cfg = cfg = _resolve_lpips(self.cfg.validate())
         self.data = ImageBatches(cfg.dataset, cfg.image_size, cfg.channels,
                                  sizes={"batch_size": cfg.batch_size, "n_sample": cfg.n_sample})
+        if cfg.perceptual_weight > 0 and not cfg.lpips_random_trunk and not (p := trunk_weights_path("vgg")).is_file():
+            raise ValueError(f"perceptual_weight > 0 needs torchvision's ImageNet VGG16 trunk at {p}, which is not there "
+                             f"(ldm_nb downloads nothing): put the file there, or use perceptual_weight=0, or, for tests "
+                             f"only, lpips_random_trunk=True (an uncalibrated LPIPS)")
 
 # %% ../nbs/16_train_vae.ipynb #d6e6e93f
 @patch

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from fastcore.basics import patch
 from torch.utils.weak import WeakIdKeyDictionary
-from .core import check_int, check_float, check_tensor
+from .core import check_int, check_float, check_tensor, check_bool, check_batch, check_dtype
 
 # %% auto #0
 __all__ = ['timestep_embedding', 'norm_groups', 'normalization', 'zero_module', 'count_params', 'TimestepBlock', 'ContextBlock',
@@ -59,6 +59,7 @@ def zero_module(module: nn.Module) -> nn.Module:
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `model` (only those with `requires_grad` if `trainable_only`)."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_bool("trainable_only", trainable_only)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 # %% ../nbs/05_unet.ipynb #335e7404
@@ -301,7 +302,8 @@ class UNetModel(nn.Module):
 def check_inputs(self: UNetModel, x, timesteps, y=None) -> None:
     "Raise a clear error if `x`, `timesteps` or `y` do not fit this model."
     c = self.cfg
-    check_tensor("x", x, ndim=4, floating=True)
+    check_tensor("x", x, ndim=4, floating=True); check_batch("x", x)
+    check_dtype("x", x, self.time_embed[0].weight.dtype)                  # float16 into a float32 net: say so, not a conv's bias error
     B, C, H, W = x.shape
     if C != c.in_channels: raise ValueError(f"x must have in_channels={c.in_channels} channels, got shape {tuple(x.shape)}")
     for name, s in (("x height", H), ("x width", W)):

@@ -85,7 +85,7 @@ def test_bad_input_one_line_and_nothing_touched(tiny_run, tmp_path, capsys):
         (["sample", "--run-dir", runs, "--out", tmp_path / "x.jpg"], "--out must be a .png file"),
         (["train", "--run-dir", tmp_path / "n2", *TINY, "--dataset", "cifar", "--image-size", 32], "no such folder"),
         (["train", "--run-dir", tmp_path / "n3", *TINY, "--dataset", tmp_path / "a_file", "--image-size", 8], "not a folder"),
-        (["train", "--run-dir", tmp_path / "n4", *TINY, "--dataset", "cifar"], "image_size is required for an image folder"),
+        (["train", "--run-dir", tmp_path / "n4", *TINY, "--dataset", "cifar"], "--image-size is required for an image folder"),
         (["train", "--run-dir", tmp_path / "n5", *TINY, "--channel-mult", "1,x"], "expected comma-separated ints"),
         (["train", "--run-dir", tmp_path / "n6", "--stepz", 3], "unrecognized arguments: --stepz"),
         (["train", "--config", tmp_path / "nope.json"], "config file"),
