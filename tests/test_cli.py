@@ -68,7 +68,7 @@ def test_bad_input_one_line_and_nothing_touched(tiny_run, tmp_path, capsys):
     # in separate processes: the exit status and stderr of the real command
     procs = [
         ([*LDM, "train", "--run-dir", runs, "--steps", 8, "--model-channels", 32, "--resume", "--no-progress"],
-         "unet.model_channels is 16 in the checkpoint but 32 was requested"),
+         "--model-channels is 16 in the checkpoint but 32 was requested"),
         ([*LDM, "sample", "--run-dir", trunc], "cannot read checkpoint"),
         ([*MOD, "train", "--run-dir", tmp_path / "n1", *TINY, "--steps", 0], "steps must be >= 1, got 0"),
     ]
@@ -76,7 +76,7 @@ def test_bad_input_one_line_and_nothing_touched(tiny_run, tmp_path, capsys):
         assert_one_line_error(p.returncode, err, contains)
     # in this process (the same main(), without paying for a torch import per case)
     cases = [
-        (["train", "--run-dir", runs, "--steps", 8, "--timesteps", 100, "--resume"], "ddpm.timesteps is 50 in the checkpoint"),
+        (["train", "--run-dir", runs, "--steps", 8, "--timesteps", 100, "--resume"], "--timesteps is 50 in the checkpoint"),
         (["train", "--run-dir", runs, *TINY, "--steps", 8], "already has a checkpoint"),
         (["train", "--run-dir", trunc, "--steps", 8, "--resume"], "cannot read checkpoint"),
         (["sample", "--run-dir", runs, "--sampler", "ddim", "--steps", 51], "steps must be <= 50, got 51"),

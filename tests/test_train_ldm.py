@@ -129,7 +129,7 @@ def test_bad_input_exits_2_with_one_line(tiny_run, vae, tmp_path, capsys):
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     one_line_error(capsys, run("sample-ldm", "--checkpoint", tmp_path / "junk.safetensors"), "cannot read checkpoint")
     one_line_error(capsys, run("train-ldm", "--run-dir", tiny_run, "--steps", 9, "--model-channels", 32, "--resume", "--no-progress"),
-                   "unet.model_channels is 16 in the checkpoint but 32 was requested")
+                   "--model-channels is 16 in the checkpoint but 32 was requested")
 
 
 def test_module_entry_point():

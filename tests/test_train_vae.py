@@ -62,9 +62,9 @@ def test_config_mismatch(tiny_run, tmp_path, capsys):
     d = tmp_path / "other"; shutil.copytree(tiny_run, d)
     before = snapshot(d)
     assert_one_line_error(capsys, run("--run-dir", d, "--steps", 5, "--resume", "--ch", 32),
-                          "ae.ch is 16 in the checkpoint but 32 was requested")
+                          "--ch is 16 in the checkpoint but 32 was requested")
     assert_one_line_error(capsys, run("--run-dir", d, "--steps", 5, "--resume", "--kl-weight", 0.1),
-                          "kl_weight is 1e-06 in the checkpoint but 0.1 was requested")
+                          "--kl-weight is 1e-06 in the checkpoint but 0.1 was requested")
     assert_one_line_error(capsys, run("--run-dir", d, "--steps", 5, *TINY), "already has a checkpoint")
     assert_one_line_error(capsys, run("--run-dir", d, "--steps", 0), "steps must be >= 1")
     assert_one_line_error(capsys, run("--run-dir", d, "--stpes", 5), "unrecognized arguments: --stpes")
