@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from fastcore.basics import patch
-from .core import check_int, check_float, check_choice, get_device, make_generator
+from .core import check_int, check_float, check_choice, get_device, make_generator, one_line
 from .unet import UNetConfig, UNetModel
 from .ddpm import DDPM, DDPMConfig
 from .ddim import DDIMSampler, SAMPLERS
@@ -108,7 +108,7 @@ def load_checkpoint(path, cfg: TrainConfig | None = None) -> dict:
     out = dict(model={}, ema=None, ema_num_updates=None, optim=None, step=None, seconds=0., config=None, rng={})
     if path.suffix in (".pt", ".pth", ".ckpt"):
         try: sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e: raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {' '.join(str(e).split())}") from None
+        except Exception as e: raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {one_line(e)}") from None
         if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict): sd = sd["state_dict"]
         if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
             raise CheckpointError(f"checkpoint {str(path)!r} is not a state_dict of tensors")
