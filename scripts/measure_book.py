@@ -64,6 +64,12 @@ MEASURE_JS = r"""
   // inside typeset math: a backslash that reached the page (e.g. \_ inside \text{...}), read from the assistive MathML
   const mathBackslash = Array.from(art.querySelectorAll('mjx-container')).filter(e => {
     const mml = e.querySelector('mjx-assistive-mml'); return mml && /\\/.test(mml.textContent); }).map(e => first(texOf(e), 120));
+  // "chapter 06" in the text (outside code, math, outputs) whose number is not a link
+  const unlinked = [];
+  const w2 = document.createTreeWalker(art, NodeFilter.SHOW_TEXT, {acceptNode: n =>
+    n.parentElement.closest('pre, code, mjx-container, script, style, .cell_output, a') ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+  for (let n; (n = w2.nextNode());) for (const m of n.textContent.matchAll(/\b[Cc]hapters?\s+\d\d[a-z]?\b/g)) unlinked.push(m[0]);
+  const headings = q('h2').map(e => e.textContent.replace(/[#\u00b6]/g, '').trim());
   const errors = art.querySelectorAll('mjx-merror, [data-mjx-error]').length;
   const here = location.pathname.split('/').pop();
   const chapterLinks = new Set(q('a[href]').filter(a => !a.closest('.prev-next-area, nav, .toctree-wrapper'))
@@ -92,7 +98,9 @@ MEASURE_JS = r"""
     smartquote_dash_config: (art.textContent.match(/[\u2013\u2014]config/g) || []).length,
     mathjax_errors: errors,
     figures: imgs.filter(i => i.closest('.cell_output')).length, images: imgs.length,
-    links_to_chapters: chapterLinks.size,
+    links_to_chapters: chapterLinks.size, chapter_mentions_unlinked: unlinked.length, unlinked_samples: unlinked.slice(0, 5),
+    citations: q('a[href]').filter(a => /^references\.html#/.test(a.getAttribute('href'))).length,
+    last_h2: headings.length ? headings[headings.length - 1] : null,
   };
 })()
 """
@@ -186,7 +194,8 @@ def chapters() -> list[str]:
 SUM = ["code_cells", "code_cells_folded", "test_fail_lines_shown", "test_fail_lines_total", "code_cells_hscroll",
        "display_equations", "display_equations_too_wide", "display_equations_scaled", "text_outputs", "text_outputs_cut_off", "api_blocks",
        "api_signatures_scroll", "api_inherited_torch_doc", "raw_dollar", "raw_backslash_underscore", "raw_tex",
-       "math_backslash_shown", "smartquote_dash_config", "mathjax_errors", "figures", "images", "links_to_chapters"]
+       "math_backslash_shown", "smartquote_dash_config", "mathjax_errors", "figures", "images", "links_to_chapters",
+       "chapter_mentions_unlinked", "citations"]
 
 def totals(per: dict[str, dict], html: Path = HTML) -> dict:
     tot = {k: sum(p[k] for p in per.values()) for k in SUM}
@@ -196,6 +205,7 @@ def totals(per: dict[str, dict], html: Path = HTML) -> dict:
                     for k in next(iter(per.values()))["share"]}
     shares = [p["share"]["code_and_api"] for p in per.values()]
     tot["share_code_and_api_min_max"] = [min(shares), max(shares)]
+    tot["share_code_and_api_mean"] = sum(shares) / len(shares)     # the average page (every chapter counts once)
     tot["static_bytes"] = sum(f.stat().st_size for f in (html / "_static").rglob("*") if f.is_file())
     return tot
 
@@ -219,7 +229,7 @@ def main() -> None:
     if a.out: a.out.parent.mkdir(parents=True, exist_ok=True); a.out.write_text(txt + "\n")
     else: print(txt)
     t = res["total"]
-    print(f"code+API {t['share']['code_and_api']:.0%} of the height (per chapter {t['share_code_and_api_min_max'][0]:.0%}"
+    print(f"code+API {t['share']['code_and_api']:.0%} of the height, {t['share_code_and_api_mean']:.0%} on the average page (per chapter {t['share_code_and_api_min_max'][0]:.0%}"
           f"-{t['share_code_and_api_min_max'][1]:.0%}), images {t['share']['images']:.0%}; test_fail lines shown "
           f"{t['test_fail_lines_shown']}/{t['test_fail_lines_total']}; code cells h-scroll {t['code_cells_hscroll']}/{t['code_cells']}; "
           f"wide equations {t['display_equations_too_wide']}/{t['display_equations']}; outputs cut off "

@@ -144,7 +144,7 @@ def test_navigation_and_static():
     "Chapters are numbered in the sidebar, the index lists the API, and only the MathJax files used are shipped."
     html = (HTML / "index.html").read_text()
     numbered = re.findall(r">\s*(\d\d[a-z]?) \u00b7 ", html)
-    assert len(set(numbered)) >= len(CHAPTERS) - 1, numbered
+    assert set(numbered) == set(build_book.chapter_files()), numbered
     gen = (HTML / "genindex.html").read_text()
     assert len(re.findall(r'<a href="\d\d[a-z]?_\w+\.html#index-\d+">', gen)) >= 50, "genindex is (nearly) empty"
     mj = HTML / "_static" / "mathjax"
@@ -166,3 +166,49 @@ def test_fold_directive_and_slow_note(tmp_path):
     assert "hide-input" in fold.metadata["tags"] and fold.source == "x = 1\nprint(x)"
     assert note.cell_type == "markdown" and "takes minutes" in note.source and "#|" not in note.source
     assert slow.source == "y = 2"
+
+NUMBERED = [c for c in CHAPTERS if re.match(r"\d\d", c.stem)]
+
+def test_every_chapter_has_a_figure_and_a_recap(book):
+    "A figure on every numbered chapter's page, and each chapter ends with what it proved."
+    no_fig = [c.stem for c in NUMBERED if book[c.stem][0]["figures"] < 1]
+    assert not no_fig, f"chapters without a figure: {no_fig}"
+    no_recap = {c.stem: book[c.stem][0]["last_h2"] for c in NUMBERED if book[c.stem][0]["last_h2"] != "What this chapter proved"}
+    assert not no_recap, f"chapters that do not end with 'What this chapter proved' (last section shown): {no_recap}"
+
+def test_chapters_are_linked(book):
+    "Every 'chapter NN' in the prose is a link (a number that is no chapter stays text and fails here)."
+    unlinked = {k: v[0]["unlinked_samples"] for k, v in book.items() if v and v[0]["chapter_mentions_unlinked"]}
+    assert not unlinked, f"'chapter NN' mentions that are not links: {unlinked}"
+    files = build_book.chapter_files()
+    assert build_book.link_chapters("see chapter 06 and chapters 01–04, not `chapter 07` or chapter 99", files) == \
+        "see [chapter 06](06_ddpm.ipynb) and chapters [01](01_schedules.ipynb)–[04](04_elbo.ipynb), not `chapter 07` or chapter 99"
+
+def test_bibliography(book):
+    "The References page lists every entry of nbs/references.bib with a link to the paper, and the chapters cite them."
+    html = (HTML / "references.html").read_text()
+    bib = (ROOT / "nbs" / "references.bib").read_text()
+    keys, urls = re.findall(r"^@\w+\{([^,]+),", bib, re.M), re.findall(r"url = \{([^}]+)\}", bib)
+    assert len(keys) >= 20 and len(urls) == len(keys), "every entry needs a url"
+    assert html.count('class="citation"') == len(keys), "an entry is missing from the References page"
+    for u in urls: assert f'href="{u}"' in html, f"{u} is not linked on the References page"
+    cited = sum(v[0]["citations"] for v in book.values() if v)
+    uncited = [c.stem for c in NUMBERED[1:] if book[c.stem][0]["citations"] == 0 and c.stem not in ("15a_config", "15b_checkpoint")]
+    assert cited >= 40 and not uncited, f"{cited} citations; chapters with none: {uncited}"
+
+def test_landing_page():
+    "The index is a reader's landing page: what you learn before how to build, the final grid, every chapter linked."
+    html = (HTML / "index.html").read_text()
+    learn, install = html.find("What you will learn"), html.find("Install and the two commands")
+    assert 0 < learn < install, "the reader's material must come before make/CI"
+    assert re.search(r'<img[^>]+src="_images/demo_ldm_grid\.png"', html), "the final 10x10 grid is missing"
+    for f in build_book.chapter_files().values():
+        assert f'href="{Path(f).stem}.html"' in html, f"the road map does not link {f}"
+    # the caption's numbers are the demo's measured ones, not typed by hand
+    import json
+    d = json.loads((ROOT / "benchmarks" / "results" / "demo_ldm.json").read_text())
+    text = re.sub(r"<[^>]+>", "", html)
+    for want in (f"{d['vae_steps']} steps", f"{d['ldm_steps']} steps", f"{100 * d['class_accuracy']:.1f} %",
+                 f"Fréchet distance to real digits is {d['fd']:.1f}", f"against {d['fd_floor']:.1f}", f"scale {d['guidance_scale']:g}"):
+        assert want in text, f"the landing page's caption does not say {want!r} (benchmarks/results/demo_ldm.json)"
+    assert (HTML / "notation.html").exists()
