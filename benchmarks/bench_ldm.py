@@ -1,7 +1,7 @@
 """Benchmark the class-conditional MNIST LDM of chapter 17 on this machine (not a test).
 
 usage: python benchmarks/bench_ldm.py [--run-dir runs/mnist-ldm] [--out benchmarks/results/ldm_cpu.json] [--threads 1]
-                                      [--n-per-class 50] [--scales 0,1,2,3,5] [--reduced] [--smoke]
+                                      [--n-per-class 50] [--scales 0,1,2,3,5] [--reduced] [--smoke] [--replot]
 
 Needs a trained run: `ldm-nb demo-ldm` (or `python -c "from ldm_nb.cli import demo_ldm; demo_ldm()"`) makes runs/mnist-ldm.
 
@@ -19,6 +19,7 @@ Needs a trained run: `ldm-nb demo-ldm` (or `python -c "from ldm_nb.cli import de
 The JSON's "meta" says how it was made (git commit, command line, versions, threads, date).
 --smoke: a tiny run that only checks the script end to end: it trains a 2-step autoencoder and a 2-step LDM in a temp
 folder and runs every part on a few samples with a few DDIM steps; everything goes there (not --out or --run-dir).
+--replot: redraw the figure (--out with .png) from the JSON at --out, without sampling or training.
 """
 import argparse, json, math, os, platform, statistics, subprocess, sys, time
 from pathlib import Path
@@ -175,7 +176,10 @@ def main(argv=None):
     ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script, all in a temp folder (not --out/--run-dir)")
     ap.add_argument("--worker"); ap.add_argument("--batch", type=int, default=128); ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--worker-sample-steps", type=int, default=50, help=argparse.SUPPRESS)   # (c)'s DDIM S (smoke: fewer)
+    ap.add_argument("--replot", action="store_true", help="redraw the figure from --out's JSON (no sampling)")
     args = ap.parse_args(argv)
+    if args.replot:
+        out = Path(args.out); figure(json.loads(out.read_text()), out.with_suffix(".png")); return
     if args.worker:
         print(json.dumps(worker(args.worker, args.run_dir, args.batch, args.reps, args.threads, args.worker_sample_steps))); return
     torch.set_num_threads(args.threads)
@@ -267,30 +271,34 @@ def smoke_run(tmp: Path, run_dir: str) -> None:
 
 
 def figure(res, path):
+    "Left: CFG's accuracy, diversity and FD against s; right: fidelity against diversity, both guidances, points labelled."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(8, 3))
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[1, 1.25]))
     cf, cg = res["cfg"], res.get("classifier_guidance") or []
     s = [r["scale"] for r in cf]
-    axs[0].plot(s, [r["class_accuracy"] for r in cf], "o-", label="class accuracy")
-    axs[0].plot(s, [r["diversity"] for r in cf], "s--", label="diversity (rel. to real)")
-    axs[0].set(xlabel="CFG scale s", ylim=(0, 1.25), title=f"classifier-free guidance, n={res['n_samples']}")
-    ax2 = axs[0].twinx()
-    ax2.plot(s, [r["fd"] for r in cf], "^:", color="C3", label="FD"); ax2.set_ylabel("FD", color="C3")
-    ax2.axhline(res["fd_floor"], color="C3", lw=0.6, ls="-", label=f"FD floor ({res['fd_floor']:.1f})")
-    ax2.set_ylim(0, None)
+    axs[0].plot(s, [r["class_accuracy"] for r in cf], "o-", ms=4, label="class accuracy")
+    axs[0].plot(s, [r["diversity"] for r in cf], "s--", ms=4, label="diversity (rel. to real)")
+    axs[0].set(xlabel="CFG scale s", ylim=(0, 1.6), yticks=[0, 0.25, 0.5, 0.75, 1, 1.25],
+               title=f"classifier-free guidance, n={res['n_samples']}")
+    ax2 = axs[0].twinx()                                  # FD on its own axis, scaled to stay below the legend
+    ax2.plot(s, [r["fd"] for r in cf], "^:", ms=4, color="C3", label="FD (right axis)")
+    ax2.axhline(res["fd_floor"], color="C3", lw=0.6, label=f"FD floor ({res['fd_floor']:.1f})")
+    ax2.set_ylim(0, 1.6 * max(r["fd"] for r in cf)); ax2.set_ylabel("FD", color="C3")
     h1, l1 = axs[0].get_legend_handles_labels(); h2, l2 = ax2.get_legend_handles_labels()
-    axs[0].legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
-    for rows, mk, name, sym in ((cf, "o-", "classifier-free", "s"), (cg, "s--", "classifier guidance", "w")):
-        if not rows: continue
-        axs[1].plot([r["diversity"] for r in rows], [r["class_accuracy"] for r in rows], mk, label=name)
-        for r in rows: axs[1].annotate(f"{sym}={r['scale']:g}\nFD {r['fd']:.0f}", (r["diversity"], r["class_accuracy"]),
-                                       fontsize=6, xytext=(3, -10), textcoords="offset points")
-    axs[1].axvline(1, color="gray", lw=0.5)
+    axs[0].legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", ncol=2)
+    for rows, mk, name, sym, d in ((cf, "o-", "classifier-free (s)", "s", -5), (cg, "s--", "classifier guidance (w)", "w", 4)):
+        if not rows: continue                             # labels: CFG's below left of its points, the other's above right
+        axs[1].plot([r["diversity"] for r in rows], [r["class_accuracy"] for r in rows], mk, ms=4, label=name)
+        for r in rows: axs[1].annotate(f"{sym}={r['scale']:g}", (r["diversity"], r["class_accuracy"]), fontsize=7,
+                                       xytext=(d, d), textcoords="offset points", ha="right" if d < 0 else "left",
+                                       va="top" if d < 0 else "bottom")
+    axs[1].axvline(1, color="gray", lw=0.6, ls=":", label="real digits' diversity")
     axs[1].set(xlabel="diversity (within-class spread / real's)", ylabel="class accuracy (fidelity)",
-               title="fidelity vs diversity", ylim=(0, 1.12))
+               title="fidelity vs diversity", ylim=(0, 1.1))
+    axs[1].margins(x=0.1)
     axs[1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
 
 
 def markdown(res, out) -> str:
