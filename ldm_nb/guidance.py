@@ -97,7 +97,7 @@ def guidance_combine(out_cond: torch.Tensor, out_uncond: torch.Tensor, scale: fl
     return torch.lerp(out_uncond, out_cond, scale)
 
 def guidance_combine_w(out_cond: torch.Tensor, out_uncond: torch.Tensor, w: float) -> torch.Tensor:
-    "The seed's form: `(1 + w) * out_cond - w * out_uncond` (Ho & Salimans' guidance weight w; NaN propagates)."
+    "Ho & Salimans' form: `(1 + w) * out_cond - w * out_uncond` (their guidance weight w; NaN propagates)."
     w = check_guidance_scale("w", w); _check_outputs(out_cond, out_uncond)
     return (1 + w) * out_cond - w * out_uncond
 
