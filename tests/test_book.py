@@ -212,3 +212,9 @@ def test_landing_page():
                  f"Fréchet distance to real digits is {d['fd']:.1f}", f"against {d['fd_floor']:.1f}", f"scale {d['guidance_scale']:g}"):
         assert want in text, f"the landing page's caption does not say {want!r} (benchmarks/results/demo_ldm.json)"
     assert (HTML / "notation.html").exists()
+
+def test_teaching_in_front(book):
+    "Code and API blocks take under half of a chapter page's height, on average over the chapters."
+    shares = {c.stem: book[c.stem][0]["share"]["code_and_api"] for c in NUMBERED}
+    mean = sum(shares.values()) / len(shares)
+    assert mean < 0.5, f"code + API blocks are {mean:.1%} of the average chapter page: {shares}"
