@@ -4,11 +4,12 @@
 
 # %% ../nbs/18_cli.ipynb #f830d668
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, re, sys, time
+import argparse, contextlib, dataclasses, json, math, os, re, sys, time
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .core import check_int, check_float, get_device, save_png, atomic_write_bytes, one_line
+from .core import available_cpus, default_threads, set_threads
 from .ddim import SAMPLERS
 from .config import add_config_args, config_from_flags
 from .checkpoint import peek_format, check_format
@@ -19,8 +20,8 @@ from .train_ldm import mnist_ldm_config, train_ldm, load_ldm, LDM_CHECKPOINT
 from .ldm import sample_ldm, class_grid
 
 # %% auto #0
-__all__ = ['DEMO_VAE_STEPS', 'DEMO_LDM_STEPS', 'cli_parser', 'flag_names', 'run_cli', 'train_command', 'demo', 'demo_ldm',
-           'build_parser', 'main']
+__all__ = ['DEMO_VAE_STEPS', 'DEMO_LDM_STEPS', 'THREADS_HELP', 'cli_parser', 'flag_names', 'run_cli', 'train_command', 'demo',
+           'demo_ldm', 'build_parser', 'main']
 
 # %% ../nbs/18_cli.ipynb #457a418e
 class _UsageError(Exception): pass
@@ -384,12 +385,74 @@ def _add_demos(sub) -> dict:
             "demo-ldm": lambda ns: demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, n_per_class=ns.n_per_class,
                                             guidance_scale=ns.guidance_scale, progress=not ns.no_progress) and 0}
 
+# %% ../nbs/18_cli.ipynb #2fff03e7
+THREADS_HELP = ("torch CPU threads (default: one less than the CPUs this process "
+                "may use, at least 1; an eighth less from 16 CPUs on; under "
+                "torchrun, shared among the local processes)")
+
+def _local_procs() -> int:
+    "The processes torchrun started on this machine (1 without torchrun)."
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+def _cli_threads(flag: str | None) -> int:
+    "The threads `--threads` asks for, or the default shared by the processes."
+    if flag is None: return max(1, default_threads() // _local_procs())
+    try: n = int(flag)
+    except ValueError:
+        raise ValueError(f"threads must be an int, got {flag!r}") from None
+    return check_int("threads", n, lo=1)
+
+# %% ../nbs/18_cli.ipynb #811697b3
+def _threads_line(n: int) -> str:
+    "What a command says first: its torch threads, and the CPUs it may use."
+    cpus, procs = available_cpus(), _local_procs()
+    each = f" in each of {procs} local processes" if procs > 1 else ""
+    cpu_s = f"{cpus} CPU{'s' * (cpus != 1)}"
+    return f"ldm-nb: {n} thread{'s' * (n != 1)}{each} ({cpu_s} available)"
+
+class _SayFirst:
+    "A stream (stdout or stderr) that calls `say` before it writes anything."
+    def __init__(self, stream, say): self._stream, self._say = stream, say
+    def write(self, text):
+        if text: self._say()
+        return self._stream.write(text)
+    def __getattr__(self, name): return getattr(self._stream, name)
+
+# %% ../nbs/18_cli.ipynb #bab8a166
+@contextlib.contextmanager
+def _before_first_output(line: str | None):
+    "`line` on stderr before the block's first output or at its end; not on error."
+    out, err, pending = sys.stdout, sys.stderr, [line] if line else []
+    def say():
+        while pending: err.write(pending.pop() + "\n"); err.flush()
+    sys.stdout, sys.stderr = _SayFirst(out, say), _SayFirst(err, say)
+    try: yield
+    finally: sys.stdout, sys.stderr = out, err
+    say()
+
+# %% ../nbs/18_cli.ipynb #570c719e
+def _with_threads(handler):
+    "`handler` run with --threads' torch threads (then the old count), and the line."
+    def run(ns):
+        n = _cli_threads(vars(ns).pop("threads", None))     # not a config field
+        rank0, old = int(os.environ.get("RANK", "0")) == 0, torch.get_num_threads()
+        set_threads(n)
+        try:
+            with _before_first_output(_threads_line(n) if rank0 else None):
+                return handler(ns)
+        finally: torch.set_num_threads(old)
+    return run
+
 # %% ../nbs/18_cli.ipynb #baee473e
 def build_parser() -> argparse.ArgumentParser:
-    "The `ldm-nb` parser with every subcommand; `.handlers` maps a subcommand's name to its handler."
+    "The `ldm-nb` parser, every subcommand with --threads; `.handlers`: name -> handler."
     p, sub = cli_parser("Latent diffusion, derived and tested: train and sample diffusion models.")
-    p.handlers = {}
-    for add in (_add_train, _add_sample, _add_train_vae, _add_train_ldm, _add_sample_ldm, _add_demos): p.handlers.update(add(sub))
+    handlers = {}
+    for add in (_add_train, _add_sample, _add_train_vae, _add_train_ldm,
+                _add_sample_ldm, _add_demos): handlers.update(add(sub))
+    for sp in sub.choices.values():            # every command trains or samples
+        sp.add_argument("--threads", metavar="N", help=THREADS_HELP)
+    p.handlers = {name: _with_threads(h) for name, h in handlers.items()}
     return p
 
 def main(argv=None) -> int:

@@ -117,3 +117,42 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
     assert load_checkpoint(ckpt(d))["step"] == step + 2 and not list(ckpt(d).parent.glob(".*.tmp"))
     steps = [json.loads(l)["step"] for l in (d / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, step + 3))                  # lines logged after the last checkpoint were dropped
+
+def test_threads_start_line(tiny_run, tmp_path):
+    "The console script says its torch threads in one line on stderr: the ones --threads asks for, or the default."
+    from ldm_nb.cli import _threads_line
+    from ldm_nb.core import default_threads
+    args = ["sample", "--run-dir", tiny_run, "--n", 1, "--sampler", "ddim", "--steps", 2, "--out", tmp_path / "g.png"]
+    (p1, o1, e1), (p2, o2, e2) = run_many([[*LDM, *args, "--threads", 1], [*MOD, *args]])
+    assert p1.returncode == 0 and p2.returncode == 0, (e1, e2)
+    assert e1 == _threads_line(1) + "\n" and e2 == _threads_line(default_threads()) + "\n", (e1, e2)
+    assert "wrote 1 samples" in o1 and "wrote 1 samples" in o2
+
+def test_threads_applied(tiny_run, tmp_path, capsys, monkeypatch):
+    "Inside the sampler torch has the threads asked for; the caller's come back; under torchrun the default is shared."
+    from ldm_nb import cli
+    from ldm_nb.core import default_threads
+    seen, real = [], cli.sample_checkpoint
+    monkeypatch.setattr(cli, "sample_checkpoint", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    args = ["sample", "--run-dir", str(tiny_run), "--n", "1", "--sampler", "ddim", "--steps", "2", "--out", str(tmp_path / "g.png")]
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        assert [cli.main([*args, "--threads", "1"]), cli.main([*args, "--threads", "2"]), cli.main(args)] == [0, 0, 0]
+        assert seen == [1, 2, default_threads()] and torch.get_num_threads() == 3
+        assert capsys.readouterr().err.splitlines() == [cli._threads_line(n) for n in (1, 2, default_threads())]
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2"); monkeypatch.setenv("RANK", "1")      # torchrun's second process
+        assert cli.main(args) == 0 and seen[-1] == max(1, default_threads() // 2)
+        assert capsys.readouterr().err == ""                                               # only rank 0 speaks
+    finally:
+        torch.set_num_threads(old)
+
+@pytest.mark.parametrize("cmd", ["train", "sample", "train-vae", "train-ldm", "sample-ldm", "demo", "demo-ldm"])
+def test_bad_threads(cmd, tmp_path, capsys):
+    "--threads 0, -1 or x: one line naming --threads, exit status 2, nothing made, on every command."
+    from ldm_nb.cli import main
+    for value, contains in (("0", "--threads must be >= 1, got 0"), ("-1", "--threads must be >= 1, got -1"),
+                            ("x", "--threads must be an int, got 'x'")):
+        rc = main([cmd, "--run-dir", str(tmp_path / "new"), "--threads", value])
+        assert_one_line_error(rc, capsys.readouterr().err, contains)
+    assert not (tmp_path / "new").exists()
