@@ -579,8 +579,10 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'ldm_nb.unet._size_error': ('unet.html#_size_error', 'ldm_nb/unet.py'),
                              'ldm_nb.unet._timestep_embedding': ('unet.html#_timestep_embedding', 'ldm_nb/unet.py'),
                              'ldm_nb.unet._up_blocks': ('unet.html#_up_blocks', 'ldm_nb/unet.py'),
+                             'ldm_nb.unet.conv1x1': ('unet.html#conv1x1', 'ldm_nb/unet.py'),
                              'ldm_nb.unet.count_params': ('unet.html#count_params', 'ldm_nb/unet.py'),
                              'ldm_nb.unet.norm_groups': ('unet.html#norm_groups', 'ldm_nb/unet.py'),
                              'ldm_nb.unet.normalization': ('unet.html#normalization', 'ldm_nb/unet.py'),
                              'ldm_nb.unet.timestep_embedding': ('unet.html#timestep_embedding', 'ldm_nb/unet.py'),
+                             'ldm_nb.unet.upsampled_conv_weight': ('unet.html#upsampled_conv_weight', 'ldm_nb/unet.py'),
                              'ldm_nb.unet.zero_module': ('unet.html#zero_module', 'ldm_nb/unet.py')}}}

@@ -41,12 +41,17 @@ class CrossAttention(nn.Module):
 @patch
 def forward(self: CrossAttention, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     "Attend from `x` to `context` (x itself if None), keys with `mask` False left out; the caller checks its inputs."
-    context = x if context is None else context
-    q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)         # (b, n, h d), (b, m, h d), (b, m, h d)
-    q, k, v = (rearrange(z, "b n (h d) -> b h n d", h=self.heads) for z in (q, k, v))
+    h = self.heads
+    if context is None or context is x:                                    # self-attention: q, k, v in one matmul
+        qkv = F.linear(x, torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight]))      # (b, n, 3 h d)
+        q, k, v = (z.unflatten(-1, (h, -1)).transpose(1, 2) for z in qkv.chunk(3, dim=-1))       # (b, h, n, d), d contiguous
+    else:                                                                  # cross-attention: k, v in one matmul
+        q = self.to_q(x).unflatten(-1, (h, -1)).transpose(1, 2)            # (b, h, n, d)
+        kv = F.linear(context, torch.cat([self.to_k.weight, self.to_v.weight]))                     # (b, m, 2 h d)
+        k, v = (z.unflatten(-1, (h, -1)).transpose(1, 2) for z in kv.chunk(2, dim=-1))           # (b, h, m, d) each
     attn_mask = None if mask is None else mask[:, None, None, :]           # (b, 1, 1, m): same for every head and query
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)     # softmax(q k^T / sqrt(d)) v: (b, h, n, d)
-    return self.to_out(rearrange(out, "b h n d -> b n (h d)"))             # (b, n, query_dim)
+    return self.to_out(out.transpose(1, 2).flatten(2))                     # (b, n, h d) -> (b, n, query_dim)
 
 # %% ../nbs/10_attention.ipynb #22688732
 @patch
@@ -142,11 +147,12 @@ class SpatialTransformer(ContextBlock):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         "Feature maps (B, C, H, W) -> (B, C, H, W), attending to `context` (B, L, D); the caller checks its inputs."
-        H, W = x.shape[-2:]
-        h = rearrange(self.proj_in(self.norm(x)), "b c h w -> b (h w) c")     # (B, HW, inner)
+        B, C, H, W = x.shape
+        h = self.norm(x).reshape(B, C, H * W).transpose(1, 2)                 # (B, HW, C): one token per position
+        h = F.linear(h, self.proj_in.weight.flatten(1), self.proj_in.bias)    # (B, HW, inner): the 1x1 conv as a matmul
         for block in self.transformer_blocks: h = block(h, context=context)
-        h = rearrange(h, "b (h w) c -> b c h w", h=H, w=W)                     # (B, inner, H, W)
-        return x + self.proj_out(h)
+        h = F.linear(h, self.proj_out.weight.flatten(1), self.proj_out.bias)  # (B, HW, C)
+        return x + h.transpose(1, 2).reshape(B, C, H, W)
 
     def extra_repr(self): return f"in_channels={self.in_channels}, context_dim={self.context_dim}"
 

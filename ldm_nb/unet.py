@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
-from einops import rearrange
 from fastcore.basics import patch
 from torch.utils.weak import WeakIdKeyDictionary
 from .core import check_int, check_float, check_tensor, check_bool, check_batch, check_dtype
 
 # %% auto #0
 __all__ = ['timestep_embedding', 'norm_groups', 'normalization', 'zero_module', 'count_params', 'TimestepBlock', 'ContextBlock',
-           'TimestepEmbedSequential', 'ResBlock', 'AttentionBlock', 'Downsample', 'Upsample', 'UNetConfig', 'UNetModel']
+           'TimestepEmbedSequential', 'conv1x1', 'ResBlock', 'AttentionBlock', 'Downsample', 'upsampled_conv_weight',
+           'Upsample', 'UNetConfig', 'UNetModel']
 
 # %% ../nbs/05_unet.ipynb #9b4b5eb6
 def _timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000) -> torch.Tensor:
@@ -81,6 +81,13 @@ class TimestepEmbedSequential(nn.Sequential):
         return x
 
 # %% ../nbs/05_unet.ipynb #1d385f60
+def conv1x1(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    "The 1x1 `conv` applied to `x` `(B, C, H, W)` as one batched matmul: the same sums, without a convolution's overhead."
+    B, C, H, W = x.shape
+    w = conv.weight.flatten(1).expand(B, -1, -1)                # (B, C', C): one matrix, not copied
+    y = torch.bmm(w, x.flatten(2)) if conv.bias is None else torch.baddbmm(conv.bias[:, None], w, x.flatten(2))
+    return y.view(B, -1, H, W)                                  # (B, C', H, W)
+
 class ResBlock(TimestepBlock):
     "Residual block: GN-SiLU-conv, time embedding as scale-shift (or added), GN-SiLU-dropout-conv (zero-init), plus skip."
     def __init__(self, channels: int, emb_channels: int, dropout: float = 0., out_channels: int | None = None,
@@ -103,13 +110,15 @@ class ResBlock(TimestepBlock):
         "`(B, channels, H, W)` and `(B, emb_channels)` -> `(B, out_channels, H, W)`; the caller checks its inputs."
         h = self.in_layers(x)                                   # (B, C, H, W)
         emb_out = self.emb_layers(emb)[..., None, None]         # (B, 2C or C, 1, 1)
+        norm, *rest = self.out_layers                           # GN, then SiLU, dropout, conv
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)              # (B, C, 1, 1) each
-            h = self.out_layers[0](h) * (1 + scale) + shift     # GN(h) * (1 + s) + b
-            h = self.out_layers[1:](h)
+            h = torch.addcmul(shift, norm(h), 1 + scale)        # GN(h) * (1 + s) + b, in one pass
         else:
-            h = self.out_layers(h + emb_out)                    # GN(h + b) ...
-        return self.skip_connection(x) + h
+            h = norm(h + emb_out)                               # GN(h + b)
+        for layer in rest: h = layer(h)
+        skip = x if isinstance(self.skip_connection, nn.Identity) else conv1x1(self.skip_connection, x)
+        return h.add_(skip)                                     # in place: the conv's output is not saved for backward
 
     def extra_repr(self): return f"use_scale_shift_norm={self.use_scale_shift_norm}"
 
@@ -137,13 +146,14 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "`(B, channels, H, W)` -> the same shape; the caller checks its input."
-        H = x.shape[2]
-        h = rearrange(x, "b c h w -> b c (h w)")                                  # (B, C, N)
-        qkv = self.qkv(self.norm(h))                                              # (B, 3C, N)
-        q, k, v = rearrange(qkv, "b (h three d) n -> three b h n d", h=self.num_heads, three=3)  # (B, nh, N, d) each
-        a = F.scaled_dot_product_attention(q, k, v)                               # softmax(q k^T / sqrt(d)) v
-        a = rearrange(a, "b h n d -> b (h d) n")                                  # (B, C, N)
-        return x + rearrange(self.proj_out(a), "b c (h w) -> b c h w", h=H)
+        B, C, H, W = x.shape
+        h = self.norm(x.reshape(B, C, H * W)).transpose(1, 2)                    # (B, N, C): one row per position
+        qkv = F.linear(h, self.qkv.weight.squeeze(-1), self.qkv.bias)           # (B, N, 3C): the 1x1 conv as a matmul
+        q, k, v = qkv.unflatten(-1, (self.num_heads, 3, -1)).permute(3, 0, 2, 1, 4)  # (B, nh, N, d) each, d contiguous
+        a = F.scaled_dot_product_attention(q, k, v)                              # softmax(q k^T / sqrt(d)) v
+        a = a.transpose(1, 2).reshape(B, H * W, C)                               # (B, N, C), channels (heads, d)
+        out = F.linear(a, self.proj_out.weight.squeeze(-1), self.proj_out.bias)  # (B, N, C)
+        return x + out.transpose(1, 2).reshape(B, C, H, W)
 
     def extra_repr(self): return f"channels={self.channels}, num_heads={self.num_heads}"
 
@@ -160,8 +170,18 @@ class Downsample(nn.Module):
         "`(B, channels, H, W)` -> `(B, out_channels, ceil(H/2), ceil(W/2))`; the caller checks its input."
         return self.op(x)                                          # (B, C', ceil(H/2), ceil(W/2))
 
+_FOLD = torch.tensor([[0., 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]])   # rows of the 4x4 kernel: [w2, w1+w2, w0+w1, w0]
+
+def upsampled_conv_weight(w: torch.Tensor) -> torch.Tensor:
+    "The `(C_in, C_out, 4, 4)` kernel of the stride-2 transposed conv equal to nearest x2 then the 3x3 conv `w` `(C_out, C_in, 3, 3)`."
+    C_out, C_in = w.shape[:2]
+    fold = torch.kron(_FOLD, _FOLD).to(w)                                 # (16, 9): both axes at once
+    return (w.transpose(0, 1).reshape(C_in * C_out, 9) @ fold.T).view(C_in, C_out, 4, 4)
+
 class Upsample(nn.Module):
-    "Double the resolution: nearest-neighbour x2, then a 3x3 conv."
+    "Double the resolution: nearest-neighbour x2, then a 3x3 conv (computed as one folded transposed conv on big inputs)."
+    min_positions = 512                       # B * H * W from which the folded form is the faster one
+
     def __init__(self, channels: int, out_channels: int | None = None):
         super().__init__()
         self.channels = check_int("channels", channels, lo=1)
@@ -170,7 +190,9 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "`(B, channels, H, W)` -> `(B, out_channels, 2H, 2W)`; the caller checks its input."
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))  # (B, C', 2H, 2W)
+        B, _, H, W = x.shape
+        if B * H * W < self.min_positions: return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return F.conv_transpose2d(x, upsampled_conv_weight(self.conv.weight), self.conv.bias, stride=2, padding=1)
 
 # %% ../nbs/05_unet.ipynb #41a1a7a0
 def _is_int(v) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)
