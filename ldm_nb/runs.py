@@ -4,20 +4,20 @@
 
 # %% ../nbs/15c_runs.ipynb #45f7b2a5
 from __future__ import annotations
-import contextlib, json, os, sys, time, warnings
+import contextlib, json, math, os, sys, time, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
-from .core import check_int, get_device, derive_seed, atomic_write_bytes, save_png
+from .core import check_int, check_choice, get_device, derive_seed, atomic_write_bytes, save_png
 from .checkpoint import CheckpointFormat
 try: import fcntl
 except ImportError: fcntl = None                       # Windows: no advisory locks (a run folder is not guarded)
 
 # %% auto #0
-__all__ = ['run_paths', 'RunInUseError', 'RunLock', 'prepare_run_dir', 'begin_run', 'dist_setup', 'shard', 'NonFiniteLossError',
-           'LossSums', 'Trainer', 'run_training']
+__all__ = ['LR_SCHEDULES', 'run_paths', 'RunInUseError', 'RunLock', 'prepare_run_dir', 'begin_run', 'dist_setup', 'shard',
+           'NonFiniteLossError', 'LossSums', 'lr_at', 'check_lr_schedule', 'Trainer', 'run_training']
 
 # %% ../nbs/15c_runs.ipynb #0cd59a12
 def run_paths(run_dir) -> dict:
@@ -143,6 +143,22 @@ class LossSums:
         self.counts.zero_()
         return out
 
+# %% ../nbs/15c_runs.ipynb #e4ed012b
+LR_SCHEDULES = ("constant", "cosine")
+
+def lr_at(step: int, lr: float, steps: int, schedule: str = "constant",
+          warmup: int = 0) -> float:
+    "The learning rate of step `step` (0-based) of a `steps`-step run."
+    if step < warmup: return lr * (step + 1) / warmup          # linear warm-up
+    if schedule == "constant": return lr
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
+# %% ../nbs/15c_runs.ipynb #8e7d6328
+def check_lr_schedule(schedule, warmup, steps: int) -> None:
+    "Config checks: a known schedule, 0 <= warmup < steps."
+    check_choice("lr_schedule", schedule, LR_SCHEDULES)
+    check_int("lr_warmup", warmup, lo=0, hi=steps - 1)
+
 # %% ../nbs/15c_runs.ipynb #261082d7
 class Trainer:
     "The protocol `run_training` drives: a trainer fills in its data, models, one step, and what it saves and shows."
@@ -161,6 +177,7 @@ class Trainer:
     def step(self, step: int, batch) -> dict: raise NotImplementedError("one training step; returns {group: loss terms}")
     def log_record(self, means: dict) -> dict: raise NotImplementedError("the metrics line's fields from the means")
     def save(self, path, step: int, seconds: float): raise NotImplementedError("write the checkpoint")
+    def optimizers(self) -> list: return []  # those whose rate follows cfg.lr_schedule (if the config has one)
     def sample(self): return None          # (images, nrow) for the grid, or None
     def teardown(self) -> None: pass       # undo what setup did to shared objects (e.g. unwrap DDP); runs on failure too
     def result(self): return None          # what run_training returns
@@ -187,15 +204,25 @@ def _autocast(cfg, device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16)
 
 # %% ../nbs/15c_runs.ipynb #444b2085
-def _log_line(trainer: Trainer, sums: LossSums, step: int, seconds: float, path) -> dict:
-    "Average the logged terms over the steps and processes; rank 0 appends the line to metrics.jsonl."
-    rec = {"step": step, **trainer.log_record(sums.means(trainer.world)), "lr": trainer.cfg.lr, "seconds": round(seconds, 3)}
+def _log_line(trainer: Trainer, sums: LossSums, step: int, seconds: float, path, lr: float) -> dict:
+    "Average the logged terms over the steps and processes; rank 0 appends the line (with the last step's lr) to metrics.jsonl."
+    rec = {"step": step, **trainer.log_record(sums.means(trainer.world)), "lr": lr, "seconds": round(seconds, 3)}
     if trainer.rank == 0:
         with open(path, "a") as f: f.write(json.dumps(rec) + "\n")
     return rec
 
+def _set_lr(trainer: Trainer, step: int) -> float:
+    "Set the optimizers' rate for `step` from the config's schedule (if it has one); return it."
+    cfg = trainer.cfg
+    sched, warm = getattr(cfg, "lr_schedule", "constant"), getattr(cfg, "lr_warmup", 0)
+    lr = lr_at(step, cfg.lr, cfg.steps, sched, warm)
+    if sched != "constant" or warm:
+        for opt in trainer.optimizers():
+            for g in opt.param_groups: g["lr"] = lr
+    return lr
+
 def _train_steps(trainer: Trainer, paths: dict, ck: dict | None, progress: bool) -> None:
-    "The loop: a step, and on its cadence a log line, the checkpoint, then a sample grid."
+    "The loop: the step's rate, a step, and on its cadence a log line, the checkpoint, then a sample grid."
     cfg, rank = trainer.cfg, trainer.rank
     if trainer.start >= cfg.steps: return                              # nothing to do (begin_run said so)
     sums = LossSums(trainer.log_groups, trainer.device)
@@ -203,12 +230,13 @@ def _train_steps(trainer: Trainer, paths: dict, ck: dict | None, progress: bool)
     seconds = lambda: prev + time.time() - t0
     bar = tqdm(total=cfg.steps, initial=trainer.start, disable=not (progress and rank == 0), desc=trainer.desc, dynamic_ncols=True)
     for step, batch in zip(range(trainer.start, cfg.steps), trainer.batches(trainer.start)):
+        lr = _set_lr(trainer, step)
         sums.add(trainer.step(step, batch), step)
         done = step + 1; bar.update(1)
         log, ckpt = done % cfg.log_every == 0 or done == cfg.steps, done % cfg.ckpt_every == 0 or done == cfg.steps
         if log or ckpt: sums.check_finite(trainer.world)              # a NaN never reaches the log or the checkpoint
         if log:
-            rec = _log_line(trainer, sums, done, seconds(), paths["metrics"])
+            rec = _log_line(trainer, sums, done, seconds(), paths["metrics"], lr)
             if rec.get("loss") is not None: bar.set_postfix(loss=f"{rec['loss']:.4g}")
         if rank == 0 and ckpt: trainer.save(paths["ckpt"], done, seconds())
         if rank == 0 and ((cfg.sample_every and done % cfg.sample_every == 0) or done == cfg.steps):

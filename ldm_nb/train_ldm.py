@@ -17,7 +17,7 @@ from .ldm import LatentDiffusion, LDMConfig, class_grid
 from .data import DATASETS, resolve_image_size, load_dataset, batch_indices
 from .config import JSONConfig, check_strings, check_bools, config_from_dict
 from .checkpoint import CheckpointError, CheckpointFormat, state_tensors, load_weights, load_optimizer, restore_rng
-from .runs import Trainer, run_training, shard
+from .runs import Trainer, run_training, shard, check_lr_schedule
 from .train_vae import load_autoencoder
 
 # %% auto #0
@@ -105,6 +105,8 @@ class LDMTrainConfig(JSONConfig):
     lr: float = 1e-3                       # AdamW learning rate
     weight_decay: float = 0.0              # AdamW weight decay
     steps: int = 3000                      # total training steps of the run
+    lr_schedule: str = "constant"          # 'constant', or 'cosine' down to 0 at the last step (chapter 15c)
+    lr_warmup: int = 0                     # steps of linear warm-up to lr
     grad_clip: float = 1.0                 # clip the gradient norm to this (0: off)
     seed: int = 0                          # seed of data order, init and noise
     log_every: int = 50                    # steps between lines in metrics.jsonl
@@ -135,6 +137,7 @@ def validate(self: LDMTrainConfig) -> LDMTrainConfig:
         check_int(f, getattr(self, f), lo=1)
     check_int("sample_every", self.sample_every, lo=0); check_int("seed", self.seed, lo=0, hi=2**32 - 1)
     check_float("lr", self.lr, lo=0, lo_open=True); check_float("weight_decay", self.weight_decay, lo=0)
+    check_lr_schedule(self.lr_schedule, self.lr_warmup, self.steps)
     check_float("grad_clip", self.grad_clip, lo=0); check_float("guidance_scale", self.guidance_scale)
     k, K = self.ldm.conditioning_key, DATASETS[self.dataset].num_classes
     if k not in LDM_CONDITIONING:
@@ -307,6 +310,9 @@ def setup(self: LDMTrainer, ck):
 
 @patch
 def result(self: LDMTrainer): return self.ldm
+
+@patch
+def optimizers(self: LDMTrainer): return [self.opt]
 
 @patch
 def batches(self: LDMTrainer, start: int):
