@@ -19,11 +19,12 @@ from .posterior import q_posterior_mean_variance, predict_start_from_noise, pred
 from .elbo import lvlb_weights
 
 # %% auto #0
-__all__ = ['PARAMETERIZATIONS', 'LOSS_TYPES', 'DDPMConfig', 'EMA', 'DDPM', 'OracleModel']
+__all__ = ['PARAMETERIZATIONS', 'LOSS_TYPES', 'LOSS_WEIGHTINGS', 'DDPMConfig', 'min_snr_weights', 'EMA', 'DDPM', 'OracleModel']
 
 # %% ../nbs/06_ddpm.ipynb #08f0ac73
 PARAMETERIZATIONS = ("eps", "x0", "v")
 LOSS_TYPES = ("l1", "l2")
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
 
 @dataclass
 class DDPMConfig:
@@ -37,6 +38,8 @@ class DDPMConfig:
     parameterization: str = "eps"       # what the network predicts: eps, x0 or v
     loss_type: str = "l2"               # per-pixel error of the loss: l1 or l2
     l_simple_weight: float = 1.         # weight of the simple loss (lambda_simple)
+    loss_weighting: str = "uniform"     # timesteps in the simple loss: uniform, or min_snr (Min-SNR-gamma)
+    min_snr_gamma: float = 5.           # gamma of min_snr: the cap of the SNR weight
     original_elbo_weight: float = 0.    # weight of the lvlb-weighted loss (lambda_elbo)
     clip_denoised: bool = True          # clip the predicted x0 to [-1, 1] when sampling
     use_ema: bool = True                # keep an EMA of the weights, used for sampling
@@ -46,6 +49,8 @@ class DDPMConfig:
         check_int("timesteps", self.timesteps, lo=1)
         check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_float("min_snr_gamma", self.min_snr_gamma, lo=0, lo_open=True)
         check_float("l_simple_weight", self.l_simple_weight, lo=0)
         check_float("original_elbo_weight", self.original_elbo_weight, lo=0)
         check_float("ema_decay", self.ema_decay, lo=0, hi=1)
@@ -53,6 +58,13 @@ class DDPMConfig:
             if not isinstance(getattr(self, f), bool): raise TypeError(f"{f} must be a bool, got {getattr(self, f)!r}")
         NoiseSchedule(self.beta_schedule, self.timesteps, self.linear_start, self.linear_end, self.cosine_s,
                       self.v_posterior)           # the schedule's own checks, when the config is made, not the model
+
+# %% ../nbs/06_ddpm.ipynb #9ce201ab
+def min_snr_weights(schedule: NoiseSchedule, parameterization: str, gamma: float = 5.) -> torch.Tensor:
+    "The Min-SNR-gamma weight of each timestep `(T,)`, in the units of `parameterization`'s target."
+    snr = schedule.alphas_cumprod / (1 - schedule.alphas_cumprod)         # (T,)
+    capped = snr.clamp(max=gamma)                                          # min(SNR_t, gamma)
+    return {"eps": capped / snr, "x0": capped, "v": capped / (snr + 1)}[parameterization]
 
 # %% ../nbs/06_ddpm.ipynb #a973b6f5
 class EMA(nn.Module):
@@ -103,6 +115,8 @@ class DDPM(nn.Module):
                                       cfg.cosine_s, cfg.v_posterior, dtype=torch.float32)
         self.num_timesteps = cfg.timesteps
         self.register_buffer("lvlb_weights", lvlb_weights(self.schedule, cfg.parameterization).float(), persistent=False)
+        w = None if cfg.loss_weighting == "uniform" else min_snr_weights(self.schedule, cfg.parameterization, cfg.min_snr_gamma)
+        self.register_buffer("loss_weights", None if w is None else w.float(), persistent=False)
         self.model_ema = EMA(model, cfg.ema_decay) if cfg.use_ema else None
 
     def apply_model(self, x_t, t, **cond):
@@ -162,7 +176,7 @@ def p_losses(self: DDPM, x_start, t, noise=None, **cond):
         raise ValueError(f"noise must have the shape of x_start {tuple(x_start.shape)}, got {tuple(noise.shape)}")
     x_t = q_sample(self.schedule, x_start, t, noise=noise)
     loss = _per_item_loss(self.apply_model(x_t, t, **cond), self.get_target(x_start, noise, t), self.cfg.loss_type)
-    loss_simple = loss.mean()
+    loss_simple = loss.mean() if self.loss_weights is None else (self.loss_weights[t] * loss).mean()
     loss_vlb = (self.lvlb_weights[t] * loss).mean()
     total = self.cfg.l_simple_weight * loss_simple + self.cfg.original_elbo_weight * loss_vlb
     return total, {"loss": total.detach(), "loss_simple": loss_simple.detach(), "loss_vlb": loss_vlb.detach()}
