@@ -52,3 +52,57 @@ def run_meta(smoke: bool = False) -> dict:
 def smoke_dir(name: str) -> Path:
     "A fresh temporary folder for a --smoke run's outputs (never benchmarks/results/)."
     return Path(tempfile.mkdtemp(prefix=f"ldm_nb_smoke_{name}_"))
+
+
+# --- The FD machinery of the MNIST sampler tables (bench_ddim_table.py, bench_solvers.py) ---------------------------
+
+def sample_store(run_dir, name: str, key: dict) -> Path:
+    "RUN_DIR/name/, where drawn samples are kept; emptied when `key` (model step, n, batch) differs from the saved one."
+    import json
+    store = Path(run_dir) / name
+    store.mkdir(parents=True, exist_ok=True)
+    saved = json.loads((store / "key.json").read_text()) if (store / "key.json").exists() else None
+    if saved != key:                                   # samples of another model / n / batch: not reusable
+        for f in store.glob("*.pt"): f.unlink()
+        (store / "key.json").write_text(json.dumps(key))
+    return store
+
+
+def load_or_draw(path: Path, draw):
+    "(samples, reused, seconds): the samples saved at `path` (float16), else `draw()`'s, saved there."
+    import time, torch
+    t0 = time.perf_counter()
+    if path.exists(): return torch.load(path, weights_only=True).float(), True, time.perf_counter() - t0
+    x = draw()
+    torch.save(x.half(), path)
+    return x, False, time.perf_counter() - t0
+
+
+def real_reference(n: int, clf):
+    "Chapter 14's feature statistics of n random real MNIST test digits (seed 1): the reference of every FD table."
+    import torch
+    from ldm_nb.data import load_mnist
+    from ldm_nb.metrics import feature_stats, classifier_features
+    real = load_mnist("test")[0][torch.randperm(10000, generator=torch.Generator().manual_seed(1))[:n]]
+    return feature_stats(classifier_features(real, clf))
+
+
+def fd_with_sd(feats, ref, boot: int, gen) -> tuple:
+    "FD of the samples' features against `ref`, and its bootstrap SD over the samples (`boot` resamples, ref fixed)."
+    import statistics, torch
+    from ldm_nb.metrics import feature_stats, frechet_distance
+    reps = [frechet_distance(*feature_stats(feats[torch.randint(0, len(feats), (len(feats),), generator=gen)]), *ref)
+            for _ in range(boot)]
+    return frechet_distance(*feature_stats(feats), *ref), (statistics.stdev(reps) if len(reps) > 1 else None)
+
+
+def interleaved_timing(draws: list, rounds: int, batch: int) -> list:
+    """Seconds per sample of each `draws[i](batch, round)`: `rounds` rounds that each time every draw in turn
+    (interleaving spreads the machine's load changes over all rows); a list of the rounds' times per draw."""
+    import time
+    times = [[] for _ in draws]
+    for rnd in range(rounds):
+        for i, draw in enumerate(draws):
+            t0 = time.perf_counter(); draw(batch, rnd)
+            times[i].append((time.perf_counter() - t0) / batch)
+    return times

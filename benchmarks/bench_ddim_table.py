@@ -29,7 +29,7 @@ import argparse, json, os, platform, statistics, sys, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_meta, smoke_dir
+from _common import run_meta, smoke_dir, sample_store, load_or_draw, real_reference, fd_with_sd, interleaved_timing
 
 # Table 1 of Song, Meng & Ermon (2021), CIFAR-10 FID, for the comparison of shapes (not of values)
 PAPER = {"S": [10, 20, 50, 100], "eta": {0.0: [13.36, 6.84, 4.67, 4.16], 1.0: [41.07, 18.36, 8.01, 5.78]}}
@@ -55,7 +55,7 @@ def tag(sampler: str, S: int, eta) -> str: return f"{sampler}_S{S}" + (f"_eta{et
 def draw(ck: Path, sampler: str, n: int, batch: int, S: int, eta, seed0: int = 0) -> torch.Tensor:
     "n samples (chunk i has seed seed0 + i), `(n, 1, 28, 28)` in [-1, 1]."
     from ldm_nb.train_ddpm import sample_checkpoint
-    return torch.cat([sample_checkpoint(ck, n=min(batch, n - lo), sampler=sampler, sample_steps=S if sampler == "ddim" else 50,
+    return torch.cat([sample_checkpoint(ck, n=min(batch, n - lo), sampler=sampler, sample_steps=S if sampler != "ddpm" else 50,
                                         eta=eta or 0., seed=seed0 + i, device="cpu")[0]
                       for i, lo in enumerate(range(0, n, batch))])
 
@@ -95,21 +95,15 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from ldm_nb.train_ddpm import load_checkpoint
     from ldm_nb.core import save_png
-    from ldm_nb.data import load_mnist
-    from ldm_nb.metrics import get_mnist_classifier, fd_floor, feature_stats, classifier_features, frechet_distance
+    from ldm_nb.metrics import get_mnist_classifier, fd_floor, classifier_features
 
     ck = ensure_model(args.run_dir, args.train_steps, "cpu", **(dict(n_sample=1) if args.smoke else {}))   # smoke: a 1-image grid
     info = load_checkpoint(ck)
     out = Path(args.out)
-    store = Path(args.run_dir) / "table_samples"; store.mkdir(parents=True, exist_ok=True)
     key = dict(model_step=info["step"], n=args.n, batch=args.batch)
-    saved_key = json.loads((store / "key.json").read_text()) if (store / "key.json").exists() else None
-    if saved_key != key:                                   # samples of another model / n / batch: not reusable
-        for f in store.glob("*.pt"): f.unlink()
-        (store / "key.json").write_text(json.dumps(key))
+    store = sample_store(args.run_dir, "table_samples", key)
     clf = get_mnist_classifier()
-    real = load_mnist("test")[0][torch.randperm(10000, generator=torch.Generator().manual_seed(1))[: args.n]]
-    ref = feature_stats(classifier_features(real, clf))
+    ref = real_reference(args.n, clf)
     res = dict(**key, run_dir=args.run_dir, train_seconds=round(info["seconds"], 1), config="mnist_config",
                device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                machine=platform.machine(), python=platform.python_version(),
@@ -120,29 +114,17 @@ def main(argv=None):
             [(a, b) for a in Ss for b in etas]] + ([] if args.skip_ddpm else [("ddpm", 1000, None)])
     gb = torch.Generator().manual_seed(0)
     for sampler, S, eta in todo:
-        f = store / f"{tag(sampler, S, eta)}.pt"
-        t0 = time.perf_counter()
-        if f.exists(): x, reused = torch.load(f, weights_only=True).float(), True
-        else:
-            x, reused = draw(ck, sampler, args.n, args.batch, S, eta), False
-            torch.save(x.half(), f)
-        secs = time.perf_counter() - t0
-        feats = classifier_features(x, clf)
-        boot = [frechet_distance(*feature_stats(feats[torch.randint(0, len(feats), (len(feats),), generator=gb)]), *ref)
-                for _ in range(args.boot)]
-        r = dict(sampler=sampler, S=S, eta=eta, fd=frechet_distance(*feature_stats(feats), *ref),
-                 fd_boot_sd=statistics.stdev(boot) if len(boot) > 1 else None, model_calls_per_sample=S,
+        x, reused, secs = load_or_draw(store / f"{tag(sampler, S, eta)}.pt", lambda: draw(ck, sampler, args.n, args.batch, S, eta))
+        fd, sd = fd_with_sd(classifier_features(x, clf), ref, args.boot, gb)
+        r = dict(sampler=sampler, S=S, eta=eta, fd=fd, fd_boot_sd=sd, model_calls_per_sample=S,
                  sampling_seconds=None if reused else round(secs, 1))
         res["rows"].append(r)
         print(json.dumps(r), flush=True)
         save_png(x[:16], out.with_name(f"{out.stem}_{tag(sampler, S, eta)}.png"), nrow=16)
 
     # the timing pass: rounds x samplers, interleaved; median seconds per sample of each sampler
-    times = {i: [] for i in range(len(todo))}
-    for rnd in range(args.timing_rounds):
-        for i, (sampler, S, eta) in enumerate(todo):
-            t0 = time.perf_counter(); draw(ck, sampler, args.timing_batch, args.timing_batch, S, eta, seed0=10_000 + rnd)
-            times[i].append((time.perf_counter() - t0) / args.timing_batch)
+    times = interleaved_timing([lambda b, rnd, a=a: draw(ck, a[0], b, b, a[1], a[2], seed0=10_000 + rnd) for a in todo],
+                               args.timing_rounds, args.timing_batch)
     for i, r in enumerate(res["rows"]):
         r["s_per_sample"] = statistics.median(times[i]) if times[i] else None
         r["s_per_sample_all"] = times[i]

@@ -87,9 +87,10 @@ def main():
             row = dict(step=info["step"], train_cpu_seconds_this_call=round(t_train, 1), **evaluate(ldm, 50 if not a.smoke else 1, a.smoke),
                        eval_cpu_seconds=round(time.process_time() - c0, 1), seconds_in_checkpoint=info.get("seconds"))
             rows.append(row); print(name, over, row, flush=True)
-        res["recipes"][name] = dict(overrides=over, rows=rows)
+        res["recipes"][name] = dict(overrides=over, rows=rows, meta=meta)      # each recipe: its own run
     prev = json.loads(out.read_text()) if out.exists() else {}                  # keep other recipes' rows
     if prev.get("recipes"): res["recipes"] = {**prev["recipes"], **res["recipes"]}
+    if prev.get("vae_cpu_seconds") and not res["vae_cpu_seconds"]: res["vae_cpu_seconds"] = prev["vae_cpu_seconds"]
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1))
     print("wrote", out)
 

@@ -3,7 +3,7 @@
 usage: python benchmarks/bench_ldm.py [--run-dir runs/mnist-ldm] [--out benchmarks/results/ldm_cpu.json] [--threads 1]
                                       [--n-per-class 50] [--scales 0,1,2,3,5] [--reduced] [--smoke] [--replot]
 
-Needs a trained run: `ldm-nb demo-ldm` (or `python -c "from ldm_nb.cli import demo_ldm; demo_ldm()"`) makes runs/mnist-ldm.
+Needs a trained run: `ldm-nb demo-ldm` (or `python -c "from ldm_nb.demos import demo_ldm; demo_ldm()"`) makes runs/mnist-ldm.
 
 (a) guidance: class accuracy (chapter 14's MNIST classifier), FD against real test digits with its floor, and the
     within-class feature spread (diversity: mean squared distance of the classifier's features to their class mean,

@@ -11,8 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 from fastcore.basics import patch
-from .core import check_int, check_float, check_tensor, check_dtype
-from .unet import UNetConfig, UNetModel, ContextBlock, normalization, zero_module, _num_heads
+from .core import check_int, check_float, check_tensor, check_dtype, check_bool
+from .unet import UNetConfig, UNetModel, ContextBlock, norm_groups, zero_module, _num_heads
 
 # %% auto #0
 __all__ = ['CONDITIONING_KEYS', 'CrossAttention', 'GEGLU', 'FeedForward', 'BasicTransformerBlock', 'SpatialTransformer',
@@ -132,36 +132,40 @@ class BasicTransformerBlock(nn.Module):
 
 # %% ../nbs/10_attention.ipynb #7789b47b
 class SpatialTransformer(ContextBlock):
-    "Transformer on the positions of (B, C, H, W): GroupNorm, 1x1 conv in, `depth` blocks with cross-attention on `context`, zero-init 1x1 conv out, residual."
-    def __init__(self, in_channels: int, n_heads: int, d_head: int, depth: int = 1, dropout: float = 0., context_dim: int | None = None):
+    "Transformer on the positions of (B, C, H, W): GroupNorm, 1x1 conv (or linear) in, `depth` blocks with cross-attention on `context`, zero-init 1x1 conv (or linear) out, residual."
+    def __init__(self, in_channels: int, n_heads: int, d_head: int, depth: int = 1, dropout: float = 0., context_dim: int | None = None,
+                 use_linear: bool = False, norm_eps: float = 1e-5):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, lo=1)
         check_int("depth", depth, lo=1)
         self.context_dim = None if context_dim is None else check_int("context_dim", context_dim, lo=1)
         inner = check_int("n_heads", n_heads, lo=1) * check_int("d_head", d_head, lo=1)
-        self.norm = normalization(in_channels)
-        self.proj_in = nn.Conv2d(in_channels, inner, 1)
+        self.use_linear = check_bool("use_linear", use_linear)         # SD v2: nn.Linear, the same matrix as the 1x1 conv
+        self.norm = nn.GroupNorm(norm_groups(in_channels), in_channels, eps=check_float("norm_eps", norm_eps, lo=0, lo_open=True))
+        self.proj_in = nn.Linear(in_channels, inner) if use_linear else nn.Conv2d(in_channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(inner, n_heads, d_head, dropout=dropout, context_dim=context_dim) for _ in range(depth)])
-        self.proj_out = zero_module(nn.Conv2d(inner, in_channels, 1))
+        self.proj_out = zero_module(nn.Linear(inner, in_channels) if use_linear else nn.Conv2d(inner, in_channels, 1))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         "Feature maps (B, C, H, W) -> (B, C, H, W), attending to `context` (B, L, D); the caller checks its inputs."
         B, C, H, W = x.shape
         h = self.norm(x).reshape(B, C, H * W).transpose(1, 2)                 # (B, HW, C): one token per position
-        h = F.linear(h, self.proj_in.weight.flatten(1), self.proj_in.bias)    # (B, HW, inner): the 1x1 conv as a matmul
+        h = F.linear(h, self.proj_in.weight.flatten(1), self.proj_in.bias)    # (B, HW, inner): the 1x1 conv (or linear) as a matmul
         for block in self.transformer_blocks: h = block(h, context=context)
         h = F.linear(h, self.proj_out.weight.flatten(1), self.proj_out.bias)  # (B, HW, C)
         return x + h.transpose(1, 2).reshape(B, C, H, W)
 
-    def extra_repr(self): return f"in_channels={self.in_channels}, context_dim={self.context_dim}"
+    def extra_repr(self): return f"in_channels={self.in_channels}, context_dim={self.context_dim}, use_linear={self.use_linear}"
 
 # %% ../nbs/10_attention.ipynb #c51f52b8
 @dataclass
 class ConditionalUNetConfig(UNetConfig):
-    "`UNetConfig` plus cross-attention: `context_dim` (D of a [B, L, D] context; None = none) and `transformer_depth`."
+    "`UNetConfig` plus cross-attention: `context_dim` (D of a [B, L, D] context; None = none), `transformer_depth`, the projections, the norm's eps."
     context_dim: int | None = None    # width D of the [B, L, D] context tokens; None: no cross-attention
     transformer_depth: int = 1        # transformer blocks in each SpatialTransformer
+    use_linear_in_transformer: bool = False   # proj_in / proj_out as nn.Linear (SD v2), else 1x1 Conv2d (SD v1)
+    transformer_norm_eps: float = 1e-5        # GroupNorm eps in each SpatialTransformer (CompVis's: 1e-6)
 
     def validate(self) -> ConditionalUNetConfig:
         super().validate()
@@ -171,6 +175,8 @@ class ConditionalUNetConfig(UNetConfig):
                 raise ValueError("context_dim needs at least one attention layer to read the context: "
                                  "set attention_resolutions or mid_attention=True")
         check_int("transformer_depth", self.transformer_depth, lo=1)
+        check_bool("use_linear_in_transformer", self.use_linear_in_transformer)
+        check_float("transformer_norm_eps", self.transformer_norm_eps, lo=0, lo_open=True)
         return self
 
 # %% ../nbs/10_attention.ipynb #c3005558
@@ -188,7 +194,8 @@ class ConditionalUNet(UNetModel):
         c = self.cfg
         if c.context_dim is None: return super().make_attention(channels)
         nh = _num_heads(channels, c.num_heads, c.num_head_channels)
-        return SpatialTransformer(channels, nh, channels // nh, depth=c.transformer_depth, dropout=c.dropout, context_dim=c.context_dim)
+        return SpatialTransformer(channels, nh, channels // nh, depth=c.transformer_depth, dropout=c.dropout, context_dim=c.context_dim,
+                                  use_linear=c.use_linear_in_transformer, norm_eps=c.transformer_norm_eps)
 
     def check_context(self, x: torch.Tensor, context) -> None:
         "Raise a ValueError if `context` does not fit this model: required and [B, L, context_dim] iff context_dim is set."

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .core import check_int, check_float, check_choice, check_tensor, check_bool, check_batch, check_shape
 
 # %% auto #0
-__all__ = ['DISCRETIZATIONS', 'SAMPLERS', 'ddim_timesteps', 'ddim_sigmas', 'DDIMSampler']
+__all__ = ['DISCRETIZATIONS', 'ddim_timesteps', 'ddim_sigmas', 'DDIMSampler']
 
 # %% ../nbs/07_ddim.ipynb #dbf3f38a
 DISCRETIZATIONS = ("uniform", "quad")
@@ -141,9 +141,6 @@ def sample(self: DDIMSampler, shape, sample_steps: int = 50, eta: float = 0., di
         x, x0 = self._step(self.model_fn(x, t, **cond), i, x, generator, clip_denoised)
         if return_intermediates: inter["x"].append(x); inter["pred_x0"].append(x0)
     return (x, inter) if return_intermediates else x
-
-# %% ../nbs/07_ddim.ipynb #26bfa8ae
-SAMPLERS = ("ddpm", "ddim")
 
 # %% ../nbs/07_ddim.ipynb #d2237664
 @patch

@@ -14,7 +14,8 @@ from einops import rearrange
 from fastcore.basics import patch
 from .core import check_int, check_float, check_choice, check_tensor, make_generator, check_bool, check_batch, check_dtype
 from .ddpm import DDPM, DDPMConfig
-from .ddim import DDIMSampler, SAMPLERS
+from .ddim import DDIMSampler
+from .solvers import SAMPLERS, sample_with
 from .autoencoder import AutoencoderKL
 from .unet import UNetModel
 from .attention import DiffusionWrapper, CONDITIONING_KEYS
@@ -285,17 +286,16 @@ def sample_images(self: LatentDiffusion, labels: torch.Tensor | int, sampler: st
                   guidance_scale: float = 1., image_size: int | tuple | None = None, c_concat: torch.Tensor | None = None,
                   x_T: torch.Tensor | None = None, generator: torch.Generator | None = None, model_fn=None,
                   use_ema: bool = True, clamp: bool = True, progress: bool = False) -> torch.Tensor:
-    "Images (B, C, H, W) from latents drawn by DDPM or DDIM (`sample_steps` (S) steps); `labels`: a label tensor or a batch size."
+    "Images (B, C, H, W) from latents drawn by a sampler of `SAMPLERS` (`sample_steps` (S) steps); `labels`: a label tensor or a batch size."
     check_choice("sampler", sampler, SAMPLERS)
-    if sampler == "ddim": check_int("sample_steps", sample_steps, lo=1, hi=self.num_timesteps)
+    if sampler != "ddpm": check_int("sample_steps", sample_steps, lo=1, hi=self.num_timesteps)
     for name, v in (("use_ema", use_ema), ("clamp", clamp), ("progress", progress)): check_bool(name, v)
     if isinstance(labels, numbers.Integral) and not isinstance(labels, bool): n, labels = check_int("labels (a batch size)", labels, lo=1), None
     else: n = len(check_tensor("labels", labels, ndim=1))
     model_fn, cond = guided_model_fn(self, labels, guidance_scale, c_concat, model_fn)
     shape = (n, *self.first_stage_model.latent_shape(*_image_hw(self, image_size)))    # (B, c, h/f, w/f)
     with (self.ema_scope() if use_ema else nullcontext()):
-        if sampler == "ddpm": z = self.p_sample_loop(shape, x_T=x_T, generator=generator, progress=progress, model_fn=model_fn, **cond)
-        else: z = DDIMSampler(self, model_fn).sample(shape, sample_steps, eta, x_T=x_T, generator=generator, progress=progress, **cond)
+        z = sample_with(self, sampler, shape, sample_steps, eta, x_T, generator, model_fn, progress, **cond)   # chapter 07b
         x = self.decode_first_stage(z)                                       # (B, C, H, W)
     return x.clamp(-1., 1.) if clamp else x
 

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .core import check_int, check_float, check_choice, get_device, make_generator, one_line
 from .unet import UNetConfig, UNetModel
 from .ddpm import DDPM, DDPMConfig
-from .ddim import DDIMSampler, SAMPLERS
+from .solvers import SAMPLERS, sample_with, sampler_calls
 from .data import resolve_image_size, ImageBatches, batch_stream
 from .config import JSONConfig, check_strings, check_bools
 from .checkpoint import (CheckpointError, CheckpointFormat, FORMATS, check_format, state_tensors, read_checkpoint,
@@ -222,13 +222,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
 @torch.no_grad()
 def sample_checkpoint(checkpoint, n: int = 16, sampler: str = "ddpm", sample_steps: int = 50, eta: float = 0., seed: int = 0,
                       use_ema: bool = True, device="auto", cfg: TrainConfig | None = None, progress: bool = False):
-    "Draw `n` samples `(n, C, H, W)` in [-1, 1] from a checkpoint with DDPM or DDIM (`sample_steps` = S, `eta`); returns (images, info)."
+    "Draw `n` samples `(n, C, H, W)` in [-1, 1] from a checkpoint with any of `SAMPLERS` (`sample_steps` = S, `eta`); returns (images, info)."
     n = check_int("n", n, lo=1); check_choice("sampler", sampler, SAMPLERS); seed = check_int("seed", seed, lo=0)
     eta = check_float("eta", eta, lo=0)
     ck = load_checkpoint(checkpoint, cfg)
     cfg = ck["config"] or cfg
     if cfg is None: raise CheckpointError(f"checkpoint {str(checkpoint)!r} has no config: give one (a TrainConfig / --config)")
-    if sampler == "ddim": check_int("sample_steps", sample_steps, lo=1, hi=cfg.ddpm.timesteps)
+    if sampler != "ddpm": check_int("sample_steps", sample_steps, lo=1, hi=cfg.ddpm.timesteps)
     device = get_device(device)
     ddpm = build_ddpm(cfg)
     load_weights(ddpm.model, ck["model"], "model weights")
@@ -237,7 +237,8 @@ def sample_checkpoint(checkpoint, n: int = 16, sampler: str = "ddpm", sample_ste
     ddpm.to(device).eval()
     shape = (n, cfg.channels, cfg.image_size, cfg.image_size)
     gen = make_generator(seed, device)
-    if sampler == "ddpm": x = ddpm.p_sample_loop(shape, generator=gen, progress=progress)
-    else: x = DDIMSampler(ddpm).sample(shape, sample_steps, eta, generator=gen, progress=progress)
-    return x.clamp(-1, 1).cpu(), dict(sampler=sampler, sample_steps=sample_steps if sampler == "ddim" else cfg.ddpm.timesteps,
-                                      eta=eta if sampler == "ddim" else None, ema=ema_used, step=ck["step"])
+    x = sample_with(ddpm, sampler, shape, sample_steps, eta, generator=gen, progress=progress)   # chapter 07b
+    T = cfg.ddpm.timesteps
+    return x.clamp(-1, 1).cpu(), dict(sampler=sampler, sample_steps=sample_steps if sampler != "ddpm" else T,
+                                      nfe=sampler_calls(sampler, sample_steps, T), eta=eta if sampler == "ddim" else None,
+                                      ema=ema_used, step=ck["step"])

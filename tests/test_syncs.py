@@ -12,6 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ldm_nb.unet import UNetModel, UNetConfig
 from ldm_nb.ddpm import DDPM, DDPMConfig, PARAMETERIZATIONS
 from ldm_nb.ddim import DDIMSampler
+from ldm_nb.solvers import ODESampler, SOLVERS, SPACINGS
 from ldm_nb.schedules import NoiseSchedule
 from ldm_nb.forward import q_sample
 
@@ -102,6 +103,32 @@ def test_ddim_step_and_model_fn(net):
     assert reads(lambda: smp.sample(X.shape, sample_steps=5, eta=1., progress=False)) == 0
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_ode_sample(net, solver, parameterization, spacing):
+    """Zero reads in a whole `ODESampler.sample` (chapter 07b: its `set_timesteps` included), for 3 and 10 steps, every
+    solver, parameterization and spacing (integer model times on `uniform`, real ones on the others)."""
+    smp = ODESampler(ddpm(net, parameterization=parameterization), solver=solver)
+    counts = [reads(lambda: smp.sample(X.shape, S, spacing=spacing, clip_denoised=True, return_intermediates=True,
+                                       generator=torch.Generator().manual_seed(0), progress=False))
+              for S in (3, 10)]
+    assert counts == [0, 0]
+
+
+def test_ode_step_and_sigmas(net):
+    "The public `step` (in order, with its multistep history) and a run on given levels read nothing either."
+    d = ddpm(net)
+    smp = ODESampler(d, lambda x, t, **c: 0.5 * d.apply_model(x, t, **c), "heun").set_timesteps(4)
+    x = X
+    for i, ti in enumerate(smp.timesteps):
+        with torch.no_grad(): out = d.apply_model(x, torch.full((2,), ti))
+        with torch.no_grad(), ScalarReads() as c: x, _ = smp.step(out, i, x)
+        assert c.n == 0
+    levels = list(smp.table[[19, 10, 3, 0]]) + [0.]
+    assert reads(lambda: ODESampler(d, solver="dpmpp-2m").sample(X.shape, sigmas=levels, progress=False)) == 0
+
+
 def test_public_functions_still_check_t(net):
     "`extract` no longer checks `t`; every public function that takes `t` from a user still does."
     d, bad = ddpm(net, T=20), torch.tensor([0, 20])
@@ -151,6 +178,8 @@ def test_class_unet_reads_labels_once(cls_net):
             "ddim": lambda S: DDIMSampler(d).sample(X.shape, S, eta=1., progress=False, y=labels()),
             "invert": lambda S: DDIMSampler(d).invert(X, S, progress=False, y=labels()),
             "cfg ddim": lambda S: DDIMSampler(d, guided(d)).sample(X.shape, S, progress=False),
+            "cfg dpmpp-2m": lambda S: ODESampler(d, guided(d), "dpmpp-2m").sample(X.shape, S + 1, progress=False),
+            "heun": lambda S: ODESampler(d, solver="heun").sample(X.shape, S, progress=False, y=labels()),
             "cfg ddpm": guided_ddpm}
     assert {k: steps_reads(r) for k, r in runs.items()} == {k: [2, 2] for k in runs}
 
@@ -193,6 +222,7 @@ def test_classifier_guidance(net):
     d, clf = ddpm(net), NoisyClassifier(NoisyClassifierConfig(channels=8))
     fn = classifier_guided_model_fn(d.apply_model, clf, torch.tensor([1, 2]), 2., d.schedule)
     assert steps_reads(lambda S: DDIMSampler(d, fn).sample(X.shape, S, progress=False)) == [0, 0]
+    assert steps_reads(lambda S: ODESampler(d, fn, "heun").sample(X.shape, S, spacing="uniform", progress=False)) == [0, 0]
 
 
 def tiny_ldm(key="crossattn", T=20) -> LatentDiffusion:
@@ -216,6 +246,9 @@ def test_ldm_sampling(ldm):
     pm = torch.ones(1, 1, 8, 8); pm[..., :4, :] = 0
     runs = {"ddim": (lambda S: ldm.sample_images(lab, "ddim", S), 3),
             "ddim cfg": (lambda S: ldm.sample_images(lab, "ddim", S, eta=1., guidance_scale=3.), 5),
+            "dpmpp-2m": (lambda S: ldm.sample_images(lab, "dpmpp-2m", S + 1), 3),
+            "heun cfg": (lambda S: ldm.sample_images(lab, "heun", S, guidance_scale=3.), 5),
+            "euler, sample_ldm": (lambda S: sample_ldm(ldm, [0, 1], 1, "euler", S), 5),
             "ddpm": (lambda S: tiny_ldm(T=S).sample_images(lab, "ddpm"), 3),
             "ddpm cfg": (lambda S: tiny_ldm(T=S).sample_images(lab, "ddpm", guidance_scale=3.), 5),
             "adm cfg": (lambda S: tiny_ldm("adm").sample_images(lab, "ddim", S, guidance_scale=3.), 5),
