@@ -106,3 +106,24 @@ def interleaved_timing(draws: list, rounds: int, batch: int) -> list:
             t0 = time.perf_counter(); draw(batch, rnd)
             times[i].append((time.perf_counter() - t0) / batch)
     return times
+
+
+def mnist_table_setup(args, ensure_model, store_name: str, **extra) -> tuple:
+    """What the MNIST sampler tables (bench_ddim_table.py, bench_solvers.py) share before they sample: the trained
+    model (`ensure_model`), its sample store, chapter 14's classifier and the real reference features, and the
+    result dict's common fields (plus `extra`). Returns (checkpoint, info, store, clf, ref, res)."""
+    import torch
+    from ldm_nb.train_ddpm import load_checkpoint
+    from ldm_nb.metrics import get_mnist_classifier, fd_floor
+    ck = ensure_model(args.run_dir, args.train_steps, "cpu", **(dict(n_sample=1) if args.smoke else {}))  # smoke: a 1-image grid
+    info = load_checkpoint(ck)
+    key = dict(model_step=info["step"], n=args.n, batch=args.batch)
+    store = sample_store(args.run_dir, store_name, key)
+    clf = get_mnist_classifier()
+    ref = real_reference(args.n, clf)
+    res = dict(**key, run_dir=args.run_dir, train_seconds=round(info["seconds"], 1), config="mnist_config",
+               device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+               machine=platform.machine(), python=platform.python_version(),
+               loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+               fd_floor=fd_floor(args.n, clf), boot=args.boot, **extra, rows=[], meta=run_meta(args.smoke))
+    return ck, info, store, clf, ref, res

@@ -29,7 +29,7 @@ import argparse, json, os, platform, statistics, sys, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_meta, smoke_dir, sample_store, load_or_draw, real_reference, fd_with_sd, interleaved_timing
+from _common import run_meta, smoke_dir, load_or_draw, fd_with_sd, interleaved_timing, mnist_table_setup
 
 # Table 1 of Song, Meng & Ermon (2021), CIFAR-10 FID, for the comparison of shapes (not of values)
 PAPER = {"S": [10, 20, 50, 100], "eta": {0.0: [13.36, 6.84, 4.67, 4.16], 1.0: [41.07, 18.36, 8.01, 5.78]}}
@@ -93,22 +93,11 @@ def main(argv=None):
     if any(not 1 <= S <= 1000 for S in Ss + [a for a, _ in extra]) or any(e < 0 for e in etas + [b for _, b in extra]):
         ap.error("every S must be in [1, 1000] and every eta >= 0")
     torch.set_num_threads(args.threads)
-    from ldm_nb.train_ddpm import load_checkpoint
     from ldm_nb.core import save_png
-    from ldm_nb.metrics import get_mnist_classifier, fd_floor, classifier_features
+    from ldm_nb.metrics import classifier_features
 
-    ck = ensure_model(args.run_dir, args.train_steps, "cpu", **(dict(n_sample=1) if args.smoke else {}))   # smoke: a 1-image grid
-    info = load_checkpoint(ck)
+    ck, info, store, clf, ref, res = mnist_table_setup(args, ensure_model, "table_samples", paper_table1_cifar10=PAPER)
     out = Path(args.out)
-    key = dict(model_step=info["step"], n=args.n, batch=args.batch)
-    store = sample_store(args.run_dir, "table_samples", key)
-    clf = get_mnist_classifier()
-    ref = real_reference(args.n, clf)
-    res = dict(**key, run_dir=args.run_dir, train_seconds=round(info["seconds"], 1), config="mnist_config",
-               device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-               machine=platform.machine(), python=platform.python_version(),
-               loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               fd_floor=fd_floor(args.n, clf), boot=args.boot, paper_table1_cifar10=PAPER, rows=[], meta=run_meta(args.smoke))
 
     todo = [("ddim", S, e) for e in etas for S in Ss] + [("ddim", S, e) for S, e in extra if (S, e) not in
             [(a, b) for a in Ss for b in etas]] + ([] if args.skip_ddpm else [("ddpm", 1000, None)])

@@ -25,7 +25,7 @@ import argparse, json, os, platform, statistics, sys
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_meta, smoke_dir, sample_store, load_or_draw, real_reference, fd_with_sd, interleaved_timing
+from _common import run_meta, smoke_dir, load_or_draw, fd_with_sd, interleaved_timing, mnist_table_setup
 from bench_ddim_table import ensure_model, draw
 
 SPACING = {"ddim": "uniform in t", "dpmpp-2m": "uniform in λ", "euler": "Karras, ρ = 7", "heun": "Karras, ρ = 7"}
@@ -80,22 +80,11 @@ def main(argv=None):
     if any(s not in SAMPLERS[1:] for s in samplers): ap.error(f"--samplers must be among {', '.join(SAMPLERS[1:])}")
     if any(not 3 <= b <= 1000 for b in budgets): ap.error("every --nfe budget must be in [3, 1000]")
     torch.set_num_threads(args.threads)
-    from ldm_nb.train_ddpm import load_checkpoint
     from ldm_nb.core import save_png
-    from ldm_nb.metrics import get_mnist_classifier, fd_floor, classifier_features
+    from ldm_nb.metrics import classifier_features
 
-    ck = ensure_model(args.run_dir, args.train_steps, "cpu", **(dict(n_sample=1) if args.smoke else {}))
-    info = load_checkpoint(ck)
+    ck, info, store, clf, ref, res = mnist_table_setup(args, ensure_model, "solver_samples", spacing=SPACING)
     out = Path(args.out)
-    key = dict(model_step=info["step"], n=args.n, batch=args.batch)
-    store = sample_store(args.run_dir, "solver_samples", key)
-    clf = get_mnist_classifier()
-    ref = real_reference(args.n, clf)
-    res = dict(**key, run_dir=args.run_dir, train_seconds=round(info["seconds"], 1), config="mnist_config",
-               device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-               machine=platform.machine(), python=platform.python_version(),
-               loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-               fd_floor=fd_floor(args.n, clf), boot=args.boot, spacing=SPACING, rows=[], meta=run_meta(args.smoke))
     todo = [(s, b) for s in samplers for b in budgets]
     gb, feats, grid = torch.Generator().manual_seed(0), {}, {}
     for sampler, b in todo:
