@@ -9,7 +9,7 @@ usage: python benchmarks/bench_demo.py [--root runs/bench-demo] [--vae-steps 600
 * each recipe: the demo's LDM config (`mnist_ldm_config`) with the recipe's overrides, trained in ROOT/NAME and resumed
   from one --eval-at step to the next (resuming is bit-exact, so step k of the run is a k-step run of the same recipe
   only when the recipe's learning rate does not depend on the total: a decaying schedule is trained once per total);
-* the evaluation is the demo's: 50 samples per class with DDIM S = 50, guidance s = 3, seed 1; the class accuracy of
+* the evaluation is the demo's (`ldm_nb.demos.evaluate_ldm`): 50 samples per class with DDIM S = 50, guidance s = 3, seed 1; the class accuracy of
   chapter 14's classifier, FD against 500 real test digits (the same permutation as the demo) and the floor at n = 500.
 Training seconds are process CPU seconds of the training calls (the machine may be shared; CPU time is what the
 demo's wall time is, at one thread on an idle core). --smoke: 8x8 digits, 3 + 3 steps, in a temp folder."""
@@ -32,16 +32,12 @@ def parse_recipe(s: str) -> tuple[str, dict]:
 
 
 def evaluate(ldm, n_per_class: int, smoke: bool) -> dict:
+    "The demo's scores (chapter 17d's `evaluate_ldm`, the function `demo_ldm` calls); --smoke: only the sampling."
     from ldm_nb.ldm import class_grid
-    from ldm_nb.data import load_mnist
-    from ldm_nb.metrics import get_mnist_classifier, fd_score, fd_floor, classifier_accuracy
-    x = class_grid(ldm, n_per_class, sample_steps=50 if not smoke else 2, guidance_scale=3., seed=1).cpu()
-    labels = torch.arange(10).repeat_interleave(n_per_class)
-    if smoke: return dict(n=len(x))
-    clf = get_mnist_classifier()
-    real = load_mnist("test")[0][torch.randperm(10000, generator=torch.Generator().manual_seed(1))[:len(x)]]
-    return dict(n=len(x), class_accuracy=classifier_accuracy(clf, x, labels), fd=fd_score(x, real, clf),
-                fd_floor=fd_floor(len(x), clf))
+    from ldm_nb.demos import evaluate_ldm
+    if smoke: return dict(n=len(class_grid(ldm, n_per_class, sample_steps=2, guidance_scale=3., seed=1)))
+    x, scores = evaluate_ldm(ldm, n_per_class)
+    return dict(n=len(x), **{k: v for k, v in scores.items() if k != "class_accuracy_per_class"})
 
 
 def main():

@@ -94,7 +94,7 @@ def demo_ldm(run_dir: str = "runs/mnist-ldm", vae_steps: int = DEMO_VAE_STEPS, l
     ldm, info = load_ldm(run_paths(run)["ckpt"], dev)
     t1 = time.time()
     x, scores = evaluate_ldm(ldm, n, guidance_scale, sample_steps, progress)
-    labels = torch.arange(10).repeat_interleave(n)
+    labels = torch.arange(10).repeat_interleave(n)             # row = class, as evaluate_ldm draws them
     res = dict(vae_steps=v_steps, ldm_steps=info["step"], n=len(x), n_per_class=n, sampler=f"ddim S={sample_steps} eta=0",
                guidance_scale=guidance_scale, scale_factor=info["scale_factor"], **scores,
                seconds=dict(vae=round(t_vae, 1), ldm=round(t_ldm, 1), eval=round(time.time() - t1, 1),
