@@ -108,20 +108,21 @@ def interleaved_timing(draws: list, rounds: int, batch: int) -> list:
     return times
 
 
-def mnist_table_setup(args, ensure_model, store_name: str, **extra) -> tuple:
+def mnist_table_setup(args, ensure_model, store_name: str, load_info=None, config: str = "mnist_config", **extra) -> tuple:
     """What the MNIST sampler tables (bench_ddim_table.py, bench_solvers.py) share before they sample: the trained
     model (`ensure_model`), its sample store, chapter 14's classifier and the real reference features, and the
-    result dict's common fields (plus `extra`). Returns (checkpoint, info, store, clf, ref, res)."""
+    result dict's common fields (plus `extra`). `load_info(checkpoint)` gives {step, seconds} (default: chapter 15d's
+    `load_checkpoint`). Returns (checkpoint, info, store, clf, ref, res)."""
     import torch
     from ldm_nb.train_ddpm import load_checkpoint
     from ldm_nb.metrics import get_mnist_classifier, fd_floor
     ck = ensure_model(args.run_dir, args.train_steps, "cpu", **(dict(n_sample=1) if args.smoke else {}))  # smoke: a 1-image grid
-    info = load_checkpoint(ck)
+    info = (load_info or load_checkpoint)(ck)
     key = dict(model_step=info["step"], n=args.n, batch=args.batch)
     store = sample_store(args.run_dir, store_name, key)
     clf = get_mnist_classifier()
     ref = real_reference(args.n, clf)
-    res = dict(**key, run_dir=args.run_dir, train_seconds=round(info["seconds"], 1), config="mnist_config",
+    res = dict(**key, run_dir=args.run_dir, train_seconds=round(info["seconds"], 1), config=config,
                device="cpu", torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                machine=platform.machine(), python=platform.python_version(),
                loadavg_before=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
