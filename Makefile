@@ -27,13 +27,14 @@ $(STAMP): | $(PY)
 install: $(STAMP)
 
 # the MNIST autoencoder + class-conditional latent diffusion, a guided 10x10 grid (row = class) and its metrics
+# THREADS: torch threads (default: the CLI's, one less than the CPUs); `make demo THREADS=2` on two idle cores
 demo: install book
 	@echo "The book is in _build/html/index.html"
-	$(BIN)/ldm-nb demo-ldm --run-dir runs/mnist-ldm
+	$(BIN)/ldm-nb demo-ldm --run-dir runs/mnist-ldm $(if $(THREADS),--threads $(THREADS))
 
 # the pixel-space MNIST DDPM of chapter 15, sampled with DDIM, with its Frechet distance
 demo-ddpm: install
-	$(BIN)/ldm-nb demo --run-dir runs/mnist-ddpm
+	$(BIN)/ldm-nb demo --run-dir runs/mnist-ddpm $(if $(THREADS),--threads $(THREADS))
 
 # notebooks clean and library in sync: nbdev-clean and nbdev-export must change nothing
 check-sync: install

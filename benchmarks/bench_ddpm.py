@@ -4,8 +4,9 @@ usage: python benchmarks/bench_ddpm.py [--out benchmarks/results/ddpm_cpu.json] 
 
 * training: the real `train()` loop on MNIST with `mnist_config`, timed from metrics.jsonl after warm-up steps;
 * sampling: DDIM (S=50) and ancestral DDPM (T=1000) from the trained-for-a-few-steps model, samples per second;
-* sampler overhead: each sampler's loop with the UNet replaced by a no-op that returns a cached tensor, per step,
-  as a percentage of one UNet forward at the same batch size (the part of sampling that is not the network).
+* sampler overhead: each sampler's loop with the UNet replaced by a no-op that returns a cached tensor, per step
+  (per network call for chapter 07b's solvers), as a percentage of one UNet forward at the same batch size (the part
+  of sampling that is not the network).
 The JSON's "meta" says how it was made (git commit, command line, versions, threads, date).
 --smoke: a tiny run (2 timed steps, small batches) that only checks the script end to end, written to a temp folder."""
 import argparse, json, os, platform, statistics, sys, tempfile, time
@@ -92,11 +93,16 @@ def main(argv=None):
     loop_ddim = best_of(lambda: DDIMSampler(noop).sample((B, *shape), sample_steps=S, generator=g(), progress=False), 5) / S
     loop_ddim_eta = best_of(lambda: DDIMSampler(noop).sample((B, *shape), sample_steps=S, eta=1., generator=g(), progress=False),
                             5) / S
+    from ldm_nb.solvers import ODESampler
+    loop_ode = {sv: best_of(lambda sv=sv: ODESampler(noop, solver=sv).sample((B, *shape), sample_steps=S, generator=g(), progress=False), 5)
+                    / ODESampler(noop, solver=sv).set_timesteps(S).nfe for sv in ("dpmpp-2m", "euler", "heun")}
     res["overhead"] = dict(batch=B, unet_forward_ms=round(fwd * 1e3, 3),
                            ddpm_step_ms=round(loop_ddpm * 1e3, 4), ddpm_pct_of_forward=round(100 * loop_ddpm / fwd, 3),
                            ddim_step_ms=round(loop_ddim * 1e3, 4), ddim_pct_of_forward=round(100 * loop_ddim / fwd, 3),
                            ddim_eta1_step_ms=round(loop_ddim_eta * 1e3, 4),
-                           ddim_eta1_pct_of_forward=round(100 * loop_ddim_eta / fwd, 3))
+                           ddim_eta1_pct_of_forward=round(100 * loop_ddim_eta / fwd, 3),
+                           **{f"{k.replace('-', '_')}_{u}": v for sv, t in loop_ode.items() for k, u, v in
+                              ((sv, "call_ms", round(t * 1e3, 4)), (sv, "pct_of_forward", round(100 * t / fwd, 3)))})
     print("overhead:", res["overhead"], flush=True)
     res["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)

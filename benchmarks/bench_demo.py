@@ -9,7 +9,8 @@ usage: python benchmarks/bench_demo.py [--root runs/bench-demo] [--vae-steps 600
 * each recipe: the demo's LDM config (`mnist_ldm_config`) with the recipe's overrides, trained in ROOT/NAME and resumed
   from one --eval-at step to the next (resuming is bit-exact, so step k of the run is a k-step run of the same recipe
   only when the recipe's learning rate does not depend on the total: a decaying schedule is trained once per total);
-* the evaluation is the demo's (`ldm_nb.demos.evaluate_ldm`): 50 samples per class with DDIM S = 50, guidance s = 3, seed 1; the class accuracy of
+* the evaluation is the demo's (`ldm_nb.demos.evaluate_ldm`) with --sampler (default DDIM S = 50, the demo's before chapter
+  07b's table moved it to DPM-Solver++(2M) in 10 steps): 50 samples per class, guidance s = 3, seed 1; the class accuracy of
   chapter 14's classifier, FD against 500 real test digits (the same permutation as the demo) and the floor at n = 500.
 Training seconds are process CPU seconds of the training calls (the machine may be shared; CPU time is what the
 demo's wall time is, at one thread on an idle core). --smoke: 8x8 digits, 3 + 3 steps, in a temp folder."""
@@ -31,13 +32,13 @@ def parse_recipe(s: str) -> tuple[str, dict]:
     return name, out
 
 
-def evaluate(ldm, n_per_class: int, smoke: bool) -> dict:
-    "The demo's scores (chapter 17d's `evaluate_ldm`, the function `demo_ldm` calls); --smoke: only the sampling."
+def evaluate(ldm, n_per_class: int, smoke: bool, sampler: str = "ddim", sample_steps: int = 50) -> dict:
+    "The demo's scores (chapter 17d's `evaluate_ldm`, the function `demo_ldm` calls) with this sampler; --smoke: only the sampling."
     from ldm_nb.ldm import class_grid
     from ldm_nb.demos import evaluate_ldm
     if smoke: return dict(n=len(class_grid(ldm, n_per_class, sample_steps=2, guidance_scale=3., seed=1)))
-    x, scores = evaluate_ldm(ldm, n_per_class)
-    return dict(n=len(x), **{k: v for k, v in scores.items() if k != "class_accuracy_per_class"})
+    x, scores = evaluate_ldm(ldm, n_per_class, sample_steps=sample_steps, sampler=sampler)
+    return dict(n=len(x), sampler=f"{sampler} S={sample_steps}", **{k: v for k, v in scores.items() if k != "class_accuracy_per_class"})
 
 
 def main():
@@ -45,6 +46,8 @@ def main():
     ap.add_argument("--root", default="runs/bench-demo")
     ap.add_argument("--vae-steps", type=int, default=600)
     ap.add_argument("--eval-at", default="800,1000,1200,1600,2000")
+    ap.add_argument("--sampler", default="ddim", help="the evaluation's sampler (default ddim, as every committed row; the demo's is dpmpp-2m)")
+    ap.add_argument("--sample-steps", type=int, default=50)
     ap.add_argument("--recipe", action="append", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/demo_steps.json")
@@ -80,7 +83,7 @@ def main():
             t_train = time.process_time() - c0
             ldm, info = load_ldm(ck)
             c0 = time.process_time()
-            row = dict(step=info["step"], train_cpu_seconds_this_call=round(t_train, 1), **evaluate(ldm, 50 if not a.smoke else 1, a.smoke),
+            row = dict(step=info["step"], train_cpu_seconds_this_call=round(t_train, 1), **evaluate(ldm, 50 if not a.smoke else 1, a.smoke, a.sampler, a.sample_steps),
                        eval_cpu_seconds=round(time.process_time() - c0, 1), seconds_in_checkpoint=info.get("seconds"))
             rows.append(row); print(name, over, row, flush=True)
         res["recipes"][name] = dict(overrides=over, rows=rows, meta=meta)      # each recipe: its own run

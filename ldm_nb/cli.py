@@ -18,7 +18,7 @@ from .train_ddpm import TrainConfig, mnist_config, train, load_checkpoint, sampl
 from .train_vae import mnist_vae_config, train_vae, VAE_CHECKPOINT
 from .train_ldm import mnist_ldm_config, train_ldm, load_ldm, LDM_CHECKPOINT
 from .ldm import sample_ldm, class_grid
-from .demos import demo, demo_ldm, DEMO_VAE_STEPS, DEMO_LDM_STEPS
+from .demos import demo, demo_ldm, DEMO_VAE_STEPS, DEMO_LDM_STEPS, DEMO_SAMPLER, DEMO_SAMPLE_STEPS
 from .sd_pipelines import add_sd_commands
 
 # %% auto #0
@@ -297,18 +297,21 @@ def _add_demos(sub) -> dict:
     dl = sub.add_parser("demo-ldm", help="train the MNIST autoencoder and class-conditional LDM, sample a guided 10x10 grid",
                         formatter_class=_FMT, description="The book's pipeline in one command (what `make demo` runs): "
                         "train chapter 16's MNIST autoencoder, then a class-conditional LDM on its latents (each resumed "
-                        "if RUN_DIR has it), draw N-PER-CLASS digits of each class with DDIM 50 and classifier-free "
+                        "if RUN_DIR has it), draw N-PER-CLASS digits of each class (DPM-Solver++(2M), 10 steps) with classifier-free "
                         "guidance, write a 10x10 grid (row = class) and print the class accuracy and the Frechet distance.")
     dl.add_argument("--run-dir", default="runs/mnist-ldm", help="run folder: vae/, checkpoints/, samples/ (default: runs/mnist-ldm)")
     dl.add_argument("--vae-steps", type=int, default=DEMO_VAE_STEPS, help=f"autoencoder steps (default: {DEMO_VAE_STEPS})")
     dl.add_argument("--ldm-steps", type=int, default=DEMO_LDM_STEPS, help=f"LDM steps (default: {DEMO_LDM_STEPS})")
     dl.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance scale s (default: 3.0)")
+    dl.add_argument("--sampler", choices=SAMPLERS[1:], default=DEMO_SAMPLER, help=f"the evaluation's sampler (default: {DEMO_SAMPLER})")
+    dl.add_argument("--sample-steps", type=int, default=DEMO_SAMPLE_STEPS, help=f"its steps (default: {DEMO_SAMPLE_STEPS})")
     dl.add_argument("--n-per-class", type=int, default=50, help="samples per class for the metrics, 10 to 500 (default: 50)")
     dl.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     dl.add_argument("--no-progress", action="store_true", help="no progress bars")
     return {"demo": lambda ns: demo(ns.run_dir, ns.steps, ns.device, n_eval=ns.n_eval) and 0,
             "demo-ldm": lambda ns: demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, n_per_class=ns.n_per_class,
-                                            guidance_scale=ns.guidance_scale, progress=not ns.no_progress) and 0}
+                                            guidance_scale=ns.guidance_scale, sample_steps=ns.sample_steps,
+                                            sampler=ns.sampler, progress=not ns.no_progress) and 0}
 
 # %% ../nbs/18_cli.ipynb #2fff03e7
 THREADS_HELP = ("torch CPU threads (default: one less than the CPUs this process "
