@@ -58,7 +58,8 @@ def main():
     if "book_seconds" in res: res["make_demo_seconds_after_install"] = round(res["book_seconds"] + s, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(meta=meta, what="one `ldm-nb demo-ldm` from an empty run folder, timed from outside "
-                                   "(wall clock), the CLI's default threads", **res), indent=1))
+                                   "(wall clock), " + ("threads as --threads in the command says" if "--threads" in a.extra
+                                   else "the CLI's default threads"), **res), indent=1))
     if a.copy_results and not a.smoke:
         res_dir = REPO / "benchmarks" / "results"
         (res_dir / "demo_ldm.json").write_text(json.dumps(res["demo_metrics"], indent=2))

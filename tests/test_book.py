@@ -210,7 +210,8 @@ def test_landing_page():
     d = json.loads((ROOT / "benchmarks" / "results" / "demo_ldm.json").read_text())
     text = re.sub(r"<[^>]+>", "", html)
     for want in (f"{d['vae_steps']} steps", f"{d['ldm_steps']} steps", f"{100 * d['class_accuracy']:.1f} %",
-                 f"Fréchet distance to real digits is {d['fd']:.1f}", f"against {d['fd_floor']:.1f}", f"scale {d['guidance_scale']:g}"):
+                 f"Fréchet distance to real digits is {d['fd']:.1f}", f"against {d['fd_floor']:.1f}", f"scale {d['guidance_scale']:g}",
+                 f"in {d['sampler'].split('S=')[1].split()[0]} steps"):
         assert want in text, f"the landing page's caption does not say {want!r} (benchmarks/results/demo_ldm.json)"
     assert (HTML / "notation.html").exists()
 
