@@ -53,7 +53,7 @@ def ensure_ldm(run_dir: str, steps: int, device: str, **overrides) -> Path:
     if done > steps: raise SystemExit(f"{ck} has {done} steps, more than --train-steps {steps}: use another --run-dir")
     if done < steps:
         from ldm_nb.demos import demo_ldm
-        smoke = dict(vae_steps=2, n_per_class=10, sample_steps=2) if "n_sample" in overrides else {}
+        smoke = dict(vae_steps=2, n_per_class=10, sample_steps=3) if "n_sample" in overrides else {}
         print(f"training the demo's LDM: step {done} -> {steps} in {run_dir}", flush=True)
         demo_ldm(run_dir, ldm_steps=steps, device=device, progress=False, **smoke)
     return ck
@@ -161,14 +161,14 @@ def main(argv=None):
         r["s_per_sample_all"] = t
     res["timing"] = dict(batch=args.timing_batch, rounds=args.timing_rounds)
     if ("dpmpp-2m", 10) in feats and ("ddim", 50) in feats:
-        d, sd = paired_diff(feats["dpmpp-2m", 10], feats["ddim", 50], ref, args.boot, gb)
-        res["goal"] = dict(question="DPM-Solver++(2M) at 10 NFE no worse than DDIM (eta = 0) at 50 NFE?",
-                           fd_difference=d, difference_boot_sd=sd, no_worse=bool(sd is not None and d < 2 * sd),
-                           better=bool(sd is not None and d < -2 * sd))
-        vs = []                                  # and at which budget it is: every DPM-Solver++ row against DDIM-50
+        vs = []                                  # every DPM-Solver++ row against DDIM-50, one bootstrap each
         for b in budgets:
             d, sd = paired_diff(feats["dpmpp-2m", b], feats["ddim", 50], ref, args.boot, gb)
-            vs.append(dict(nfe_budget=b, fd_difference=d, difference_boot_sd=sd, no_worse=bool(sd is not None and d < 2 * sd)))
+            vs.append(dict(nfe_budget=b, fd_difference=d, difference_boot_sd=sd, no_worse=bool(sd is not None and d < 2 * sd),
+                           better=bool(sd is not None and d < -2 * sd)))
+        at10 = next(v for v in vs if v["nfe_budget"] == 10)     # the goal's question is the 10-call entry
+        res["goal"] = dict(question="DPM-Solver++(2M) at 10 NFE no worse than DDIM (eta = 0) at 50 NFE?",
+                           **{k: v for k, v in at10.items() if k != "nfe_budget"})
         res["goal"]["dpmpp_vs_ddim50"] = vs
         res["goal"]["smallest_no_worse_budget"] = next((v["nfe_budget"] for v in vs if v["no_worse"]), None)
     res["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
