@@ -93,9 +93,9 @@ def main(argv=None):
     loop_ddim = best_of(lambda: DDIMSampler(noop).sample((B, *shape), sample_steps=S, generator=g(), progress=False), 5) / S
     loop_ddim_eta = best_of(lambda: DDIMSampler(noop).sample((B, *shape), sample_steps=S, eta=1., generator=g(), progress=False),
                             5) / S
-    from ldm_nb.solvers import ODESampler
+    from ldm_nb.solvers import ODESampler, sampler_calls
     loop_ode = {sv: best_of(lambda sv=sv: ODESampler(noop, solver=sv).sample((B, *shape), sample_steps=S, generator=g(), progress=False), 5)
-                    / ODESampler(noop, solver=sv).set_timesteps(S).nfe for sv in ("dpmpp-2m", "euler", "heun")}
+                    / sampler_calls(sv, S, T) for sv in ("dpmpp-2m", "euler", "heun")}
     res["overhead"] = dict(batch=B, unet_forward_ms=round(fwd * 1e3, 3),
                            ddpm_step_ms=round(loop_ddpm * 1e3, 4), ddpm_pct_of_forward=round(100 * loop_ddpm / fwd, 3),
                            ddim_step_ms=round(loop_ddim * 1e3, 4), ddim_pct_of_forward=round(100 * loop_ddim / fwd, 3),

@@ -58,7 +58,7 @@ def save_state(root: Path, name: str, st: dict) -> None:
     (root / f"state_{name}.json").write_text(json.dumps(st, indent=2))
 
 
-def train_kept(name: str, make, budgets, root: Path, st: dict, smoke: bool) -> dict:
+def train_kept(name: str, make, budgets, root: Path, st: dict) -> dict:
     "Train model `name` (one run up to max(budgets), a checkpoint kept at each budget) unless `st` already has them all."
     keep = root / name / "kept"
     if all(str(b) in st and (keep / f"step_{b:06d}.safetensors").exists() for b in budgets): return st
@@ -167,7 +167,7 @@ def curves_of(res: dict) -> dict:
 def auto_targets(c: dict) -> list:
     "Three FD levels both curves reach after their first budget: 25, 50 and 75 % of the overlap (in log FD)."
     lo = max(min(c["pixel"]["fd"]), min(c["ldm"]["fd"]))
-    hi = min(max(c["pixel"]["fd"][:1]), max(c["ldm"]["fd"][:1]))
+    hi = min(c["pixel"]["fd"][0], c["ldm"]["fd"][0])
     if not lo < hi: return []
     return [round(math.exp(math.log(lo) + q * (math.log(hi) - math.log(lo))), 2) for q in (0.25, 0.5, 0.75)]
 
@@ -220,7 +220,7 @@ def main(argv=None):
     for name, make in (("pixel", make_pixel), ("ldm", make_ldm)):
         if name not in models: continue
         state[name] = load_state(root, name)
-        train_kept(name, lambda r, s, e, make=make: make(r, s, e, args.smoke), budgets[name], root, state[name], args.smoke)
+        train_kept(name, lambda r, s, e, make=make: make(r, s, e, args.smoke), budgets[name], root, state[name])
         save_state(root, name, state[name])
     clf = get_mnist_classifier()
     ref = real_reference(args.n, clf)

@@ -53,7 +53,7 @@ def ensure_ldm(run_dir: str, steps: int, device: str, **overrides) -> Path:
     if done > steps: raise SystemExit(f"{ck} has {done} steps, more than --train-steps {steps}: use another --run-dir")
     if done < steps:
         from ldm_nb.demos import demo_ldm
-        smoke = dict(vae_steps=2, n_per_class=10, sample_steps=3) if "n_sample" in overrides else {}
+        smoke = dict(vae_steps=2, n_per_class=10, sample_steps=3) if "n_sample" in overrides else {}  # mnist_table_setup's smoke
         print(f"training the demo's LDM: step {done} -> {steps} in {run_dir}", flush=True)
         demo_ldm(run_dir, ldm_steps=steps, device=device, progress=False, **smoke)
     return ck

@@ -549,6 +549,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ldm_nb.solvers._plan': ('solvers.html#_plan', 'ldm_nb/solvers.py'),
                                 'ldm_nb.solvers.check_sigmas': ('solvers.html#check_sigmas', 'ldm_nb/solvers.py'),
                                 'ldm_nb.solvers.karras_sigmas': ('solvers.html#karras_sigmas', 'ldm_nb/solvers.py'),
+                                'ldm_nb.solvers.min_sample_steps': ('solvers.html#min_sample_steps', 'ldm_nb/solvers.py'),
                                 'ldm_nb.solvers.sample_with': ('solvers.html#sample_with', 'ldm_nb/solvers.py'),
                                 'ldm_nb.solvers.sampler_calls': ('solvers.html#sampler_calls', 'ldm_nb/solvers.py'),
                                 'ldm_nb.solvers.sigma_to_t': ('solvers.html#sigma_to_t', 'ldm_nb/solvers.py'),

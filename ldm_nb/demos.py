@@ -13,7 +13,7 @@ from .train_ddpm import mnist_config, train, load_checkpoint, sample_checkpoint,
 from .train_vae import mnist_vae_config, train_vae, VAE_CHECKPOINT
 from .train_ldm import mnist_ldm_config, train_ldm, load_ldm, LDM_CHECKPOINT
 from .ldm import class_grid
-from .solvers import SAMPLERS
+from .solvers import SAMPLERS, min_sample_steps
 
 # %% auto #0
 __all__ = ['DEMO_VAE_STEPS', 'DEMO_LDM_STEPS', 'DEMO_LDM_RECIPE', 'DEMO_SAMPLER', 'DEMO_SAMPLE_STEPS', 'demo', 'evaluate_ldm',
@@ -91,8 +91,9 @@ def demo_ldm(run_dir: str = "runs/mnist-ldm", vae_steps: int = DEMO_VAE_STEPS, l
              sampler: str = DEMO_SAMPLER) -> dict:
     "Train the MNIST autoencoder and the class-conditional LDM (resuming), sample a 10x10 grid with CFG, report accuracy and FD."
     vae_steps, ldm_steps = check_int("vae_steps", vae_steps, lo=1), check_int("ldm_steps", ldm_steps, lo=1)
-    n = check_int("n_per_class", n_per_class, lo=10, hi=500); check_int("sample_steps", sample_steps, lo=1, hi=1000)
-    check_float("guidance_scale", guidance_scale); check_choice("sampler", sampler, SAMPLERS[1:])
+    n = check_int("n_per_class", n_per_class, lo=10, hi=500); check_choice("sampler", sampler, SAMPLERS[1:])
+    check_int("sample_steps", sample_steps, lo=min_sample_steps(sampler), hi=1000)     # before any training
+    check_float("guidance_scale", guidance_scale)
     if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir): raise TypeError(f"run_dir must be a non-empty path, got {run_dir!r}")
     dev, run, cpu0 = get_device(device), Path(run_dir), time.process_time()
     v_steps, t_vae, t_ldm = _demo_train(run, vae_steps, ldm_steps, device, guidance_scale, progress)

@@ -16,7 +16,7 @@ from .ddim import ddim_timesteps, DDIMSampler
 
 # %% auto #0
 __all__ = ['SPACINGS', 'SOLVERS', 'DEFAULT_SPACING', 'SAMPLERS', 'table_sigmas', 'sigma_to_t', 'karras_sigmas', 'spacing_sigmas',
-           'check_sigmas', 'ODESampler', 'sample_with', 'sampler_calls']
+           'check_sigmas', 'ODESampler', 'min_sample_steps', 'sample_with', 'sampler_calls']
 
 # %% ../nbs/07b_solvers.ipynb #578556c5
 def table_sigmas(alphas_cumprod: torch.Tensor) -> np.ndarray:
@@ -130,6 +130,11 @@ class ODESampler:
         self.timesteps = None
 
 # %% ../nbs/07b_solvers.ipynb #4ce892f2
+def min_sample_steps(solver: str, to_zero: bool = True) -> int:
+    "The fewest steps with one second-order step (2M needs a history, and a last step to 0 is first order)."
+    if solver not in ("dpmpp-2m", "heun"): return 1
+    return 1 + (solver == "dpmpp-2m") + to_zero
+
 @patch
 def set_timesteps(self: ODESampler, sample_steps: int | None = None,
                   spacing: str | None = None, sigmas=None,
@@ -146,8 +151,8 @@ def set_timesteps(self: ODESampler, sample_steps: int | None = None,
         if spacing is not None: raise ValueError("give spacing or sigmas")
         s = check_sigmas(sigmas, self.table)
         ts = sigma_to_t(s[s > 0], self.table).tolist()
-    n, lo = len(s) - 1, 1 + (self.solver == "dpmpp-2m") + (s[-1] == 0)
-    if self.solver in ("dpmpp-2m", "heun") and n < lo:
+    n, lo = len(s) - 1, min_sample_steps(self.solver, bool(s[-1] == 0))
+    if n < lo:
         raise ValueError(f"{self.solver} needs >= {lo} steps here to take one "
                          f"second-order step, got {n}: use 'ddim' or 'euler'")
     self.sigmas = s
