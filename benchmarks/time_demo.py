@@ -4,8 +4,8 @@ as a new user runs it, timed from outside, with the machine's load before and af
 usage: python benchmarks/time_demo.py [--run-dir DIR] [--out benchmarks/results/demo_ldm_timing.json] [--book]
                                       [--copy-results] [--smoke] [-- extra demo-ldm flags]
 
-* the command is `python -m ldm_nb demo-ldm --run-dir DIR --no-progress` with its default threads (the start line it
-  prints, e.g. `ldm-nb: 1 thread (2 CPUs available)`, is recorded), in a fresh process; DIR must not exist;
+* the command is `python -m ldm_nb demo-ldm --run-dir DIR --no-progress` with its default processes and threads (the
+  start line it prints, e.g. `ldm-nb: 1 thread in each of 2 local processes (2 CPUs available)`, is recorded), in a fresh process; DIR must not exist;
 * --book also times `python scripts/build_book.py` (the other half of `make demo` once installed), before the demo;
 * --copy-results writes the run's metrics to benchmarks/results/demo_ldm.json and its grid to demo_ldm_grid.png (what
   the landing page and chapter 17d show), so that the book's grid, its numbers and this timing are one run.
@@ -58,8 +58,8 @@ def main():
     if "book_seconds" in res: res["make_demo_seconds_after_install"] = round(res["book_seconds"] + s, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(meta=meta, what="one `ldm-nb demo-ldm` from an empty run folder, timed from outside "
-                                   "(wall clock), " + ("threads as --threads in the command says" if "--threads" in a.extra
-                                   else "the CLI's default threads"), **res), indent=1))
+                                   "(wall clock), with the processes and threads " + ("the command's flags say" if {"--threads", "--procs"} & set(a.extra)
+                                   else "of the CLI's defaults"), **res), indent=1))
     if a.copy_results and not a.smoke:
         res_dir = REPO / "benchmarks" / "results"
         (res_dir / "demo_ldm.json").write_text(json.dumps(res["demo_metrics"], indent=2))

@@ -13,16 +13,17 @@ from .core import available_cpus, default_threads, set_threads
 from .solvers import SAMPLERS, sampler_calls
 from .config import add_config_args, config_from_flags
 from .checkpoint import peek_format, check_format
-from .runs import run_paths
+from .runs import run_paths, launch_local
 from .train_ddpm import TrainConfig, mnist_config, train, load_checkpoint, sample_checkpoint, DEMO_STEPS, DDPM_CHECKPOINT
 from .train_vae import mnist_vae_config, train_vae, VAE_CHECKPOINT
 from .train_ldm import mnist_ldm_config, train_ldm, load_ldm, LDM_CHECKPOINT
 from .ldm import sample_ldm, class_grid
-from .demos import demo, demo_ldm, DEMO_VAE_STEPS, DEMO_LDM_STEPS, DEMO_SAMPLER, DEMO_SAMPLE_STEPS
+from .demos import demo, demo_ldm, check_demo, check_demo_ldm, DEMO_VAE_STEPS, DEMO_LDM_STEPS, DEMO_SAMPLER, DEMO_SAMPLE_STEPS
 from .sd_pipelines import add_sd_commands
 
 # %% auto #0
-__all__ = ['THREADS_HELP', 'cli_parser', 'flag_names', 'run_cli', 'train_command', 'build_parser', 'main']
+__all__ = ['THREADS_HELP', 'PROCS_HELP', 'cli_parser', 'flag_names', 'run_cli', 'train_command', 'demo_procs', 'build_parser',
+           'main']
 
 # %% ../nbs/18_cli.ipynb #457a418e
 class _UsageError(Exception): pass
@@ -67,7 +68,8 @@ def run_cli(parser: argparse.ArgumentParser, handlers: dict, argv=None) -> int:
         return handlers[ns.command](ns)
     except (_UsageError, ValueError, TypeError, OSError, ModuleNotFoundError) as e:
         flags = flag_names(parser).get(getattr(ns, "command", None), {})
-        print(f"{parser.prog}: error: {_as_flag(one_line(e), flags)}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:          # in a group every rank fails alike: rank 0 says it
+            print(f"{parser.prog}: error: {_as_flag(one_line(e), flags)}", file=sys.stderr)
         return 2
 
 # %% ../nbs/18_cli.ipynb #e1819611
@@ -308,10 +310,17 @@ def _add_demos(sub) -> dict:
     dl.add_argument("--n-per-class", type=int, default=50, help="samples per class for the metrics, 10 to 500 (default: 50)")
     dl.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     dl.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return {"demo": lambda ns: demo(ns.run_dir, ns.steps, ns.device, n_eval=ns.n_eval) and 0,
-            "demo-ldm": lambda ns: demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, n_per_class=ns.n_per_class,
-                                            guidance_scale=ns.guidance_scale, sample_steps=ns.sample_steps,
-                                            sampler=ns.sampler, progress=not ns.no_progress) and 0}
+    def run_demo(ns): demo(ns.run_dir, ns.steps, ns.device, n_eval=ns.n_eval); return 0
+    def run_demo_ldm(ns):
+        demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, n_per_class=ns.n_per_class, guidance_scale=ns.guidance_scale,
+                 sample_steps=ns.sample_steps, sampler=ns.sampler, progress=not ns.no_progress)
+        return 0
+    return {"demo": run_demo, "demo-ldm": run_demo_ldm}
+
+_DEMO_CHECKS = {                 # run before the demos start their processes, so that bad input starts none
+    "demo": lambda ns: check_demo(ns.run_dir, ns.steps, ns.device, ns.n_eval),
+    "demo-ldm": lambda ns: check_demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, ns.n_per_class,
+                                          ns.guidance_scale, ns.sample_steps, ns.sampler)}
 
 # %% ../nbs/18_cli.ipynb #2fff03e7
 THREADS_HELP = ("torch CPU threads (default: one less than the CPUs this process "
@@ -371,6 +380,41 @@ def _with_threads(handler):
         finally: torch.set_num_threads(old)
     return run
 
+# %% ../nbs/18_cli.ipynb #79738cb4
+PROCS_HELP = ("local processes training data-parallel (DDP: gloo on CPU, a GPU each on CUDA), each with its share "
+              "of the threads (default: 1; for demo and demo-ldm on a CPU with at least 2 CPUs: 2)")
+
+def demo_procs(device="auto") -> int:
+    "The demos' default number of processes: 2 on a CPU with at least 2 CPUs, else 1."
+    return 2 if get_device(device).type == "cpu" and available_cpus() >= 2 else 1
+
+def _cli_procs(flag, default: int) -> int:
+    "The processes `--procs` asks for, or `default`."
+    if flag is None: return default
+    try: n = int(flag)
+    except ValueError: raise ValueError(f"procs must be an int, got {flag!r}") from None
+    return check_int("procs", n, lo=1, hi=1024)
+
+# %% ../nbs/18_cli.ipynb #3fa5488f
+def _with_procs(handler, argv: list, default=lambda ns: 1, check=None):
+    "`handler`, or with --procs N > 1 (outside a process group) the whole command again in N local processes."
+    def run(ns):
+        n = _cli_procs(vars(ns).pop("procs", None), default(ns))
+        if n == 1 or "WORLD_SIZE" in os.environ: return handler(ns)           # one process, or one of the group
+        _cli_threads(getattr(ns, "threads", None))                            # bad flags start no process
+        if check is not None: check(ns)
+        dev = get_device(getattr(ns, "device", "auto"))
+        if dev.type == "cuda" and n > torch.cuda.device_count():
+            raise ValueError(f"procs {n} needs {n} GPUs (one per process), found {torch.cuda.device_count()}")
+        if dev.type == "mps": raise ValueError(f"procs must be 1 on mps, got {n}")
+        codes = launch_local(n, main, argv)
+        if not any(codes): return 0
+        if codes[0] and codes[0] > 0: return codes[0]                   # rank 0 said why
+        rank, code = next((r, c) for r, c in enumerate(codes) if c and c > 0)
+        print(f"ldm-nb: error: process {rank} of {n} failed with exit code {code}", file=sys.stderr)
+        return code
+    return run
+
 # %% ../nbs/18_cli.ipynb #baee473e
 def build_parser() -> argparse.ArgumentParser:
     "The `ldm-nb` parser, every subcommand with --threads; `.handlers`: name -> handler."
@@ -380,10 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_sample_ldm, _add_demos, add_sd_commands): handlers.update(add(sub))
     for sp in sub.choices.values():            # every command trains or samples
         sp.add_argument("--threads", metavar="N", help=THREADS_HELP)
+    p.procs_default = {"train": None, "train-vae": None, "train-ldm": None, "demo": demo_procs, "demo-ldm": demo_procs}
+    for name in p.procs_default: sub.choices[name].add_argument("--procs", metavar="N", default=None, help=PROCS_HELP)
     p.handlers = {name: _with_threads(h) for name, h in handlers.items()}
     return p
 
 def main(argv=None) -> int:
     "The `ldm-nb` command: returns the exit status (0, or 2 with one line on stderr for bad input)."
-    parser = build_parser()
-    return run_cli(parser, parser.handlers, argv)
+    parser, argv = build_parser(), [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    handlers = {name: _with_procs(h, argv, lambda ns, f=parser.procs_default[name]: f(getattr(ns, "device", "auto")) if f else 1,
+                                  _DEMO_CHECKS.get(name)) if name in parser.procs_default else h
+                for name, h in parser.handlers.items()}
+    return run_cli(parser, handlers, argv)

@@ -8,7 +8,8 @@ import json, math, os, time
 from pathlib import Path
 import torch
 from .core import check_int, check_float, check_choice, get_device, save_png, atomic_write_bytes
-from .runs import run_paths
+import torch.distributed as dist
+from .runs import run_paths, dist_setup
 from .train_ddpm import mnist_config, train, load_checkpoint, sample_checkpoint, DEMO_STEPS
 from .train_vae import mnist_vae_config, train_vae, VAE_CHECKPOINT
 from .train_ldm import mnist_ldm_config, train_ldm, load_ldm, LDM_CHECKPOINT
@@ -16,20 +17,28 @@ from .ldm import class_grid
 from .solvers import SAMPLERS, min_sample_steps
 
 # %% auto #0
-__all__ = ['DEMO_VAE_STEPS', 'DEMO_LDM_STEPS', 'DEMO_LDM_RECIPE', 'DEMO_SAMPLER', 'DEMO_SAMPLE_STEPS', 'demo', 'evaluate_ldm',
-           'demo_ldm']
+__all__ = ['DEMO_VAE_STEPS', 'DEMO_LDM_STEPS', 'DEMO_LDM_RECIPE', 'DEMO_SAMPLER', 'DEMO_SAMPLE_STEPS', 'check_demo', 'demo',
+           'evaluate_ldm', 'check_demo_ldm', 'demo_ldm']
 
 # %% ../nbs/17d_demos.ipynb #5ec71a07
+def check_demo(run_dir, steps: int, device, n_eval: int):
+    "What `demo` checks before it trains (the command line checks it before it starts processes); returns its config."
+    check_int("steps", steps, lo=1); check_int("n_eval", n_eval, lo=2, hi=5000)
+    return mnist_config(run_dir, steps=steps, device=str(device), sample_every=0)
+
 def demo(run_dir: str = "runs/mnist-ddpm", steps: int = DEMO_STEPS, device="auto", n_eval: int = 1000,
          sample_steps: int = 50, progress: bool = True) -> dict:
-    "Train the default MNIST DDPM (resuming if the run exists), write samples and FD / class-coverage metrics; return them."
+    "Train the default MNIST DDPM (resuming if the run exists), write samples and FD / class-coverage metrics; return them (`{}` on ranks other than 0)."
     from ldm_nb.data import load_mnist
     from ldm_nb.metrics import get_mnist_classifier, fd_score, fd_floor, class_coverage
-    steps = check_int("steps", steps, lo=1); n_eval = check_int("n_eval", n_eval, lo=2, hi=5000)
-    cfg = mnist_config(run_dir, steps=steps, device=str(device), sample_every=0)
-    paths = run_paths(run_dir)
-    done = load_checkpoint(paths["ckpt"], cfg)["step"] if paths["ckpt"].exists() else 0
-    if done < steps: train(cfg, resume=done > 0, progress=progress)
+    cfg = check_demo(run_dir, steps, device, n_eval)
+    paths, (rank, _, _, created) = run_paths(run_dir), dist_setup(get_device(device))    # under --procs: one group
+    try:
+        done = load_checkpoint(paths["ckpt"], cfg)["step"] if paths["ckpt"].exists() else 0
+        if done < steps: train(cfg, resume=done > 0, progress=progress)
+    finally:
+        if created: dist.destroy_process_group()
+    if rank: return {}                                               # rank 0 alone samples, scores and writes
     t0 = time.time()
     chunks = [sample_checkpoint(paths["ckpt"], n=min(250, n_eval - i), sampler="ddim", sample_steps=sample_steps, seed=i,
                                 device=device, progress=progress) for i in range(0, n_eval, 250)]
@@ -86,17 +95,26 @@ def evaluate_ldm(ldm, n_per_class: int = 50, guidance_scale: float = 3., sample_
                    fd=fd_score(x, real, clf), fd_floor=fd_floor(len(x), clf))
 
 # %% ../nbs/17d_demos.ipynb #8cf15df3
+def check_demo_ldm(run_dir, vae_steps: int, ldm_steps: int, device, n_per_class: int, guidance_scale: float,
+                   sample_steps: int, sampler: str) -> None:
+    "What `demo_ldm` checks before it trains (the command line checks it before it starts processes)."
+    check_int("vae_steps", vae_steps, lo=1); check_int("ldm_steps", ldm_steps, lo=1)
+    check_int("n_per_class", n_per_class, lo=10, hi=500); check_choice("sampler", sampler, SAMPLERS[1:])
+    check_int("sample_steps", sample_steps, lo=min_sample_steps(sampler), hi=1000)
+    check_float("guidance_scale", guidance_scale); get_device(device)
+    if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir): raise TypeError(f"run_dir must be a non-empty path, got {run_dir!r}")
+
 def demo_ldm(run_dir: str = "runs/mnist-ldm", vae_steps: int = DEMO_VAE_STEPS, ldm_steps: int = DEMO_LDM_STEPS, device="auto",
              n_per_class: int = 50, guidance_scale: float = 3., sample_steps: int = DEMO_SAMPLE_STEPS, progress: bool = True,
              sampler: str = DEMO_SAMPLER) -> dict:
-    "Train the MNIST autoencoder and the class-conditional LDM (resuming), sample a 10x10 grid with CFG, report accuracy and FD."
-    vae_steps, ldm_steps = check_int("vae_steps", vae_steps, lo=1), check_int("ldm_steps", ldm_steps, lo=1)
-    n = check_int("n_per_class", n_per_class, lo=10, hi=500); check_choice("sampler", sampler, SAMPLERS[1:])
-    check_int("sample_steps", sample_steps, lo=min_sample_steps(sampler), hi=1000)     # before any training
-    check_float("guidance_scale", guidance_scale)
-    if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir): raise TypeError(f"run_dir must be a non-empty path, got {run_dir!r}")
-    dev, run, cpu0 = get_device(device), Path(run_dir), time.process_time()
-    v_steps, t_vae, t_ldm = _demo_train(run, vae_steps, ldm_steps, device, guidance_scale, progress)
+    "Train the MNIST autoencoder and the class-conditional LDM (resuming), sample a 10x10 grid with CFG, report accuracy and FD (`{}` on ranks other than 0)."
+    check_demo_ldm(run_dir, vae_steps, ldm_steps, device, n_per_class, guidance_scale, sample_steps, sampler)
+    n = n_per_class
+    run, cpu0, (rank, world, dev, created) = Path(run_dir), time.process_time(), dist_setup(get_device(device))
+    try: v_steps, t_vae, t_ldm = _demo_train(run, vae_steps, ldm_steps, device, guidance_scale, progress)
+    finally:                                               # under --procs or torchrun: one group for both trainings
+        if created: dist.destroy_process_group()
+    if rank: return {}                                     # rank 0 alone evaluates and writes
     ldm, info = load_ldm(run_paths(run)["ckpt"], dev)
     t1 = time.time()
     x, scores = evaluate_ldm(ldm, n, guidance_scale, sample_steps, progress, sampler)
@@ -104,8 +122,8 @@ def demo_ldm(run_dir: str = "runs/mnist-ldm", vae_steps: int = DEMO_VAE_STEPS, l
     res = dict(vae_steps=v_steps, ldm_steps=info["step"], n=len(x), n_per_class=n, sampler=f"{sampler} S={sample_steps}" + (" eta=0" if sampler == "ddim" else ""),
                guidance_scale=guidance_scale, scale_factor=info["scale_factor"], **scores,
                seconds=dict(vae=round(t_vae, 1), ldm=round(t_ldm, 1), eval=round(time.time() - t1, 1),
-                            cpu_total=round(time.process_time() - cpu0, 1)),
-               device=str(dev), threads=torch.get_num_threads(), torch=torch.__version__)
+                            cpu_total=round(time.process_time() - cpu0, 1)),   # of this process (rank 0)
+               device=str(dev), threads=torch.get_num_threads(), procs=world, torch=torch.__version__)
     save_png(torch.cat([x[labels == c][:10] for c in range(10)]), run / "samples" / "demo_grid.png", nrow=10)  # row = class
     atomic_write_bytes(run / "demo_metrics.json", json.dumps(res, indent=2).encode())
     print(f"LDM step {res['ldm_steps']} on a {vae_steps}-step autoencoder, {len(x)} samples ({n} per class, {res['sampler']}, "

@@ -326,7 +326,8 @@ def forward(self: LPIPSWithDiscriminator, inputs: torch.Tensor, reconstructions:
     nll_loss, weighted_nll_loss = nll_with_logvar(rec_loss, self.logvar, weights)
     B, CHW = inputs.shape[0], inputs[0].numel()
     kl_loss = posteriors.kl().sum() / B
-    g_loss = generator_loss(self.discriminator(self._disc_input(reconstructions, cond)))
+    with torch.set_grad_enabled(torch.is_grad_enabled() and self.disc_factor > 0):   # GAN off: logged, no graph
+        g_loss = generator_loss(self.discriminator(self._disc_input(reconstructions, cond)))
     d_weight = self._adaptive_weight(nll_loss, g_loss, last_layer, inputs.device)
     loss = weighted_nll_loss + self.kl_weight * kl_loss + d_weight * disc_factor * g_loss
     zero = torch.zeros((), device=inputs.device)

@@ -4,7 +4,9 @@
 
 # %% ../nbs/15c_runs.ipynb #45f7b2a5
 from __future__ import annotations
-import contextlib, json, math, os, sys, time, warnings
+import contextlib, json, math, os, socket, sys, time, warnings
+import multiprocessing as mp
+from multiprocessing.connection import wait as wait_for
 from contextlib import nullcontext
 from pathlib import Path
 import torch
@@ -17,7 +19,8 @@ except ImportError: fcntl = None                       # Windows: no advisory lo
 
 # %% auto #0
 __all__ = ['LR_SCHEDULES', 'run_paths', 'RunInUseError', 'RunLock', 'prepare_run_dir', 'begin_run', 'dist_setup', 'shard',
-           'NonFiniteLossError', 'LossSums', 'lr_at', 'check_lr_schedule', 'Trainer', 'run_training']
+           'free_port', 'launch_local', 'NonFiniteLossError', 'LossSums', 'lr_at', 'check_lr_schedule', 'Trainer',
+           'run_training']
 
 # %% ../nbs/15c_runs.ipynb #0cd59a12
 def run_paths(run_dir) -> dict:
@@ -94,11 +97,11 @@ def dist_setup(device: torch.device):
     "Join the torchrun process group if the environment asks for one; returns (rank, world_size, device, created)."
     if not isinstance(device, torch.device): raise TypeError(f"device must be a torch.device, got {type(device).__name__}")
     ws = int(os.environ.get("WORLD_SIZE", "1"))
-    if dist.is_available() and dist.is_initialized():
+    if ws > 1 and device.type == "cuda":                                   # one GPU per local process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))); torch.cuda.set_device(device)
+    if dist.is_available() and dist.is_initialized():                     # a caller (the demos) made the group
         return dist.get_rank(), dist.get_world_size(), device, False
     if ws <= 1: return 0, 1, device, False
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))); torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), device, True
 
@@ -106,6 +109,34 @@ def shard(x: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     "`rank`'s equal part of `x` along its first dimension (the caller checks that `world_size` divides it)."
     b = len(x) // world_size
     return x[rank * b:(rank + 1) * b]
+
+# %% ../nbs/15c_runs.ipynb #3526d904
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that the OS reports free now."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+def _local_worker(rank: int, world: int, port: int, fn, args):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    sys.exit(fn(*args) or 0)
+
+def launch_local(procs: int, fn, *args, grace: float = 5.) -> list:
+    "Run `fn(*args)` in `procs` spawned processes forming one torchrun-style group here; their exit codes, by rank."
+    procs, port = check_int("procs", procs, lo=1, hi=1024), free_port()
+    if not callable(fn): raise TypeError(f"fn must be a picklable function, got {type(fn).__name__}")
+    ctx = mp.get_context("spawn")
+    ps = [ctx.Process(target=_local_worker, args=(r, procs, port, fn, args)) for r in range(procs)]
+    try:
+        for p in ps: p.start()
+        while (live := [p for p in ps if p.exitcode is None]) and not any(p.exitcode for p in ps):
+            wait_for([p.sentinel for p in live])
+        for p in ps: p.join(grace if any(q.exitcode for q in ps) else None)    # a failure: the others get `grace` s
+    finally:
+        for p in ps:
+            if p.is_alive(): p.terminate()
+            if p.pid is not None: p.join()
+    return [p.exitcode for p in ps]
 
 # %% ../nbs/15c_runs.ipynb #9ddaba7d
 class NonFiniteLossError(ValueError):

@@ -22,8 +22,8 @@ from .train_vae import load_autoencoder
 
 # %% auto #0
 __all__ = ['FS_FORMAT', 'LDM_CONDITIONING', 'LDM_CHECKPOINT', 'first_stage_sha256', 'save_first_stage', 'load_first_stage',
-           'LDMTrainConfig', 'mnist_ldm_config', 'digits_ldm_config', 'encode_moments', 'LatentLoss', 'ldm_tensors',
-           'build_ldm', 'load_ldm', 'LDMTrainer', 'train_ldm']
+           'LDMTrainConfig', 'mnist_ldm_config', 'digits_ldm_config', 'encode_batch_size', 'encode_moments',
+           'LatentLoss', 'ldm_tensors', 'build_ldm', 'load_ldm', 'LDMTrainer', 'train_ldm']
 
 # %% ../nbs/17_train_ldm.ipynb #af10517b
 FS_FORMAT = "ldm_nb.autoencoder/1"
@@ -193,9 +193,15 @@ def digits_ldm_config(first_stage, run_dir: str, **overrides) -> LDMTrainConfig:
 
 # %% ../nbs/17_train_ldm.ipynb #39780874
 @torch.no_grad()
-def encode_moments(first_stage: AutoencoderKL, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_batch_size(first_stage: AutoencoderKL, images: torch.Tensor, budget: int = 2 ** 22) -> int:
+    "Images per encoder call such that one activation of the first level, `(b, ch, H, W)` floats, stays within `budget` bytes."
+    per_image = first_stage.cfg.ch * first_stage.cfg.ch_mult[0] * images.shape[-2] * images.shape[-1] * images.element_size()
+    return max(1, budget // per_image)
+
+def encode_moments(first_stage: AutoencoderKL, images: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "The posterior means and standard deviations `(N, c, h, w)` of `images`, on the first stage's device."
-    check_tensor("images", images, ndim=4, floating=True); check_int("batch_size", batch_size, lo=1)
+    check_tensor("images", images, ndim=4, floating=True)
+    batch_size = encode_batch_size(first_stage, images) if batch_size is None else check_int("batch_size", batch_size, lo=1)
     dev = next(first_stage.parameters()).device
     mus, sigmas = [], []
     for i in range(0, len(images), batch_size):
@@ -282,6 +288,20 @@ class LDMTrainer(Trainer):
                                   f"(its weights differ from the checkpoint's copy)")
         return ck
 
+# %% ../nbs/17_train_ldm.ipynb #902f24b2
+def _encode_shared(ae: AutoencoderKL, images: torch.Tensor, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "`encode_moments` of all `images`, each of the `world` processes encoding a near-equal part and all-gathering the rest."
+    if world == 1: return encode_moments(ae, images)
+    parts = torch.tensor_split(torch.arange(len(images)), world)        # sizes differ by at most 1, none empty (n >= world)
+    per = len(parts[0])
+    out = []
+    for m in encode_moments(ae, images[parts[rank]]):
+        buf = m.new_zeros((per, *m.shape[1:])); buf[:len(m)] = m        # all_gather takes equal sizes: pad, then trim
+        got = [torch.empty_like(buf) for _ in range(world)]
+        torch.distributed.all_gather(got, buf)
+        out.append(torch.cat([g[:len(p)] for g, p in zip(got, parts)]))
+    return out[0], out[1]
+
 # %% ../nbs/17_train_ldm.ipynb #32a85076
 @patch
 def setup(self: LDMTrainer, ck):
@@ -300,7 +320,7 @@ def setup(self: LDMTrainer, ck):
         load_optimizer(self.opt, ck["optim"], lr=cfg.lr, weight_decay=cfg.weight_decay)
         restore_rng(ck["rng"], noise=self.noise_gen)
     caching = cfg.cache_latents and self.start < cfg.steps
-    self.mu, self.sigma = encode_moments(self.ae, self.images) if caching else (None, None)
+    self.mu, self.sigma = _encode_shared(self.ae, self.images, self.rank, self.world) if caching else (None, None)
     self.loss_mod = LatentLoss(ldm)
     if self.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP

@@ -156,3 +156,27 @@ def test_bad_threads(cmd, tmp_path, capsys):
         rc = main([cmd, "--run-dir", str(tmp_path / "new"), "--threads", value])
         assert_one_line_error(rc, capsys.readouterr().err, contains)
     assert not (tmp_path / "new").exists()
+
+@pytest.mark.parametrize("cmd", ["train", "train-vae", "train-ldm", "demo", "demo-ldm"])
+def test_bad_procs(cmd, tmp_path, capsys):
+    "--procs 0, -1 or x: one line naming --procs, exit status 2, no process started, nothing made."
+    from ldm_nb.cli import main
+    for value, contains in (("0", "--procs must be >= 1, got 0"), ("-1", "--procs must be >= 1, got -1"),
+                            ("x", "--procs must be an int, got 'x'")):
+        rc = main([cmd, "--run-dir", str(tmp_path / "new"), "--procs", value])
+        assert_one_line_error(rc, capsys.readouterr().err, contains)
+    assert not (tmp_path / "new").exists()
+
+def test_procs_bad_input_before_or_in_the_processes(tmp_path):
+    "The demos check their flags before they start processes; a trainer's processes fail alike and rank 0 says it once."
+    r = run(LDM, "demo-ldm", "--run-dir", tmp_path / "d", "--procs", 2, "--n-per-class", 5)
+    assert_one_line_error(r.returncode, r.stderr, "--n-per-class must be >= 10, got 5")
+    r = run(LDM, "train", "--run-dir", tmp_path / "t", "--steps", 2, *TINY, "--procs", 3)          # batch 32 over 3
+    assert_one_line_error(r.returncode, r.stderr, "--batch-size 32 must be divisible by the number of processes 3")
+    assert not (tmp_path / "d").exists() and not list((tmp_path / "t").glob("checkpoints/*"))
+
+def test_procs_trains_in_two_processes(tmp_path):
+    "--procs 2: the start line counts the processes, rank 0 alone reports, and the checkpoint has the steps."
+    r = run(LDM, "train", "--run-dir", tmp_path / "p", "--steps", 2, *TINY, "--procs", 2, check=0)
+    assert r.stderr.splitlines()[0].startswith("ldm-nb: 1 thread in each of 2 local processes")
+    assert r.stdout.count("trained to step 2") == 1 and ckpt(tmp_path / "p").exists()
