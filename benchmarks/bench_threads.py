@@ -1,7 +1,8 @@
-"""Benchmark the demo's training speed at 1 and 2 torch threads, on an idle
+"""Benchmark the demo's training speed in processes x threads layouts (one
+process of 1 or 2 torch threads, two processes of 1 thread each), on an idle
 machine and beside one busy process (not a test).
 
-usage: python benchmarks/bench_threads.py [--threads 1 2] [--warmup 3]
+usage: python benchmarks/bench_threads.py [--layouts 1x1 1x2 2x1] [--warmup 3]
            [--steps 20] [--repeats 1] [--out benchmarks/results/threads_cpu.json]
            [--smoke]
 
@@ -11,19 +12,22 @@ What `make demo` (`ldm-nb demo-ldm`) trains, on the CPU:
 * the LDM: chapter 17's `mnist_ldm_config` (guidance scale 3) on that
   autoencoder (here the one the first condition trained for a few steps: a
   step costs the same whatever the weights).
-Each condition (model x threads x load) runs in a fresh process, so that
-torch's thread pool starts anew (OMP_NUM_THREADS and `ldm_nb.core.set_threads`
-both give the count), through the real training loop: --warmup steps, then
+A layout PxT is P processes of T threads: P > 1 is data-parallel training
+(DDP over gloo) as `ldm-nb ... --procs P` runs it, each process with its share
+of the global batch. Each condition (model x layout x load) runs in fresh
+processes, so that torch's thread pool starts anew (OMP_NUM_THREADS and
+`ldm_nb.core.set_threads` both give the count), through the real training
+loop (rank 0's log, the one `ldm-nb` writes): --warmup steps, then
 --steps timed ones, timed from metrics.jsonl (log_every=1). Data loading, the
 latent cache and the end-of-run checkpoint and grid (made tiny) are not timed.
 The load "busy" is one other process running a pure-Python busy loop at the
 same priority; the worker starts it when its training loop begins (after the
 data and the latent cache, which would take minutes beside it) and kills it
-when the run ends. With --repeats R the conditions run R interleaved rounds and
-each reports its median.
+when the run ends (rank 0 starts it). With --repeats R the conditions run R
+interleaved rounds and each reports its median.
 The JSON: per condition the steps/s over the timed steps and the median step;
-per model and threads the slowdown under load (idle steps/s / busy steps/s);
-per model and load each thread count's speed-up over the first one; the CPUs
+per model and layout the slowdown under load (idle steps/s / busy steps/s);
+per model and load each layout's speed-up over the first one; the CPUs
 and `default_threads()`; "meta" says how it was made (commit, command line,
 versions, date). The markdown table (same stem, .md) is printed too.
 --smoke: sklearn's 8x8 digits with the toy configs (`digits_vae_config`,
@@ -37,9 +41,28 @@ from _common import run_meta, smoke_dir
 MODELS = {"vae": "autoencoder", "ldm": "LDM"}
 LOADS = ("idle", "busy")
 # one core's worth of pure-Python work; it stops by itself when its parent,
-# the worker, is gone
-BUSY = ("import os\np = os.getppid()\n"
-        "while os.getppid() == p:\n    for _ in range(10**6): pass")
+# the worker, is gone, and keeps its count of 10**6-loops and its seconds in
+# the file argv[1] (what the other work on the machine got done)
+BUSY = ("import os, sys, time\np, f, t0, n = os.getppid(), sys.argv[1], time.time(), 0\n"
+        "while os.getppid() == p:\n    for _ in range(10**6): pass\n    n += 1\n"
+        "    with open(f + '.tmp', 'w') as h: h.write(f'{n} {time.time() - t0}')\n"
+        "    os.replace(f + '.tmp', f)")
+
+
+def busy_rate(path) -> float | None:
+    "Loops per second the busy process recorded (None if it recorded none)."
+    try: n, sec = open(path).read().split()
+    except (OSError, ValueError): return None
+    return round(int(n) / float(sec), 2) if float(sec) > 0 else None
+
+
+def busy_alone(seconds: float = 5.) -> float:
+    "The busy loop's rate with the machine to itself (its share of a core is 1)."
+    with tempfile.TemporaryDirectory() as d:
+        f = os.path.join(d, "rate")
+        p = subprocess.Popen([sys.executable, "-c", BUSY, f])
+        time.sleep(seconds); p.kill(); p.wait()
+        return busy_rate(f)
 
 
 def loadavg():
@@ -82,24 +105,33 @@ def train_worker(args) -> dict:
     import torch
     from ldm_nb.core import set_threads
     from ldm_nb.runs import run_training
-    set_threads(args.threads[0])                  # one count: --threads N
+    set_threads(args.threads)
     trainer = make_trainer(args)
-    busy, batches = [], trainer.batches
+    busy, batches, rate_file = [], trainer.batches, str(Path(args.run_dir) / "busy_rate")
     def start_load(start):                        # the training loop begins
-        if args.load == "busy":
-            busy.append(subprocess.Popen([sys.executable, "-c", BUSY]))
+        if args.load == "busy" and os.environ.get("RANK", "0") == "0":
+            busy.append(subprocess.Popen([sys.executable, "-c", BUSY, rate_file]))
         return batches(start)
     trainer.batches = start_load
     try: run_training(trainer, progress=False)
     finally:
         for p in busy: p.kill(); p.wait()
-    return dict(threads=torch.get_num_threads(), load_ran=bool(busy),
+    return dict(threads=torch.get_num_threads(), load_ran=bool(busy), busy_loops_per_s=busy_rate(rate_file) if busy else None,
                 **step_timing(args.run_dir, args.warmup, args.steps),
                 loadavg_after=loadavg())
 
 
-def run_condition(args, model, threads, load, run_dir, first_stage) -> dict:
-    "One condition in a fresh process (which starts the busy loop itself)."
+def parse_layout(text: str) -> tuple[int, int]:
+    "'2x1' -> (2 processes, 1 thread each)."
+    try: p, t = (int(v) for v in text.lower().split("x"))
+    except ValueError: raise argparse.ArgumentTypeError(f"a layout is PxT, e.g. 2x1, got {text!r}") from None
+    if p < 1 or t < 1: raise argparse.ArgumentTypeError(f"a layout needs P, T >= 1, got {text!r}")
+    return p, t
+
+
+def run_condition(args, model, layout, load, run_dir, first_stage) -> dict:
+    "One condition in fresh processes (rank 0 starts the busy loop itself)."
+    procs, threads = layout
     cmd = [sys.executable, __file__, "--worker", model, "--load", load,
            "--run-dir", str(run_dir), "--threads", str(threads),
            "--warmup", str(args.warmup), "--steps", str(args.steps)]
@@ -107,46 +139,59 @@ def run_condition(args, model, threads, load, run_dir, first_stage) -> dict:
     cmd += ["--smoke"] if args.smoke else []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
+    if procs > 1:                             # the environment ldm-nb --procs gives its processes
+        from ldm_nb.runs import free_port
+        env.update(WORLD_SIZE=str(procs), LOCAL_WORLD_SIZE=str(procs), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(free_port()))
     before = loadavg()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode:
-        raise RuntimeError(f"{model}, {threads} threads, {load}: failed\n"
-                           f"{r.stderr[-3000:]}")
-    res = json.loads(r.stdout.strip().splitlines()[-1])
+    ps = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**env, "RANK": str(r), "LOCAL_RANK": str(r)} if procs > 1 else env)
+          for r in range(procs)]
+    outs = [p.communicate() for p in ps]
+    for p, (o, e) in zip(ps, outs):
+        if p.returncode:
+            raise RuntimeError(f"{model}, {procs}x{threads}, {load}: failed\n{e[-3000:]}")
+    res = json.loads(outs[0][0].strip().splitlines()[-1])          # rank 0
     if res["threads"] != threads:
         raise RuntimeError(f"asked for {threads} threads, got {res['threads']}")
-    return dict(model=model, load=load, loadavg_before=before, **res)
+    return dict(model=model, load=load, procs=procs, layout=f"{procs}x{threads}", loadavg_before=before, **res)
 
 
-def summarize(conds: list, threads: list) -> tuple[dict, dict]:
-    "Median steps/s per (model, threads, load); slowdowns; speed-ups."
+def summarize(conds: list, layouts: list, alone: float | None) -> tuple[dict, dict]:
+    "Median steps/s per (model, layout, load); slowdowns; speed-ups over the first layout."
     runs = {}
     for c in conds:
-        key = (c["model"], c["threads"], c["load"])
+        key = (c["model"], c["layout"], c["load"])
         runs.setdefault(key, []).append(c["steps_per_s"])
     med = {k: statistics.median(v) for k, v in runs.items()}
-    slow = {m: {str(n): round(med[m, n, "idle"] / med[m, n, "busy"], 2)
-                for n in threads} for m in MODELS}
-    speed = {m: {ld: {str(n): round(med[m, n, ld] / med[m, threads[0], ld], 2)
-                      for n in threads} for ld in LOADS} for m in MODELS}
-    return med, dict(slowdown_under_load=slow, speedup_over_first=speed)
+    slow = {m: {n: round(med[m, n, "idle"] / med[m, n, "busy"], 2)
+                for n in layouts} for m in MODELS}
+    speed = {m: {ld: {n: round(med[m, n, ld] / med[m, layouts[0], ld], 2)
+                      for n in layouts} for ld in LOADS} for m in MODELS}
+    rates = {}
+    for c in conds:
+        if c["load"] == "busy" and c.get("busy_loops_per_s"): rates.setdefault((c["model"], c["layout"]), []).append(c["busy_loops_per_s"])
+    share = {m: {n: round(statistics.median(rates[m, n]) / alone, 2) if (m, n) in rates and alone else None
+                 for n in layouts} for m in MODELS}
+    return med, dict(slowdown_under_load=slow, speedup_over_first=speed, busy_share=share)
 
 
 def table(med: dict, ratios: dict, res: dict) -> str:
     "The markdown table: steps/s idle and busy, and the slowdown."
-    rows = ["| model | threads | idle steps/s | busy steps/s | slowdown |",
-            "|---|---|---|---|---|"]
+    rows = ["| model | processes x threads | idle steps/s | busy steps/s | slowdown | the busy process's share of a core |",
+            "|---|---|---|---|---|---|"]
     for m, name in MODELS.items():
-        for n in res["threads"]:
-            s = ratios["slowdown_under_load"][m][str(n)]
+        for n in res["layouts"]:
+            s, share = ratios["slowdown_under_load"][m][n], ratios["busy_share"][m][n]
             rows.append(f"| {name} | {n} | {med[m, n, 'idle']:.2f} | "
-                        f"{med[m, n, 'busy']:.2f} | {s:.1f}x |")
+                        f"{med[m, n, 'busy']:.2f} | {s:.1f}x | {share:.2f} |")
     head = (f"The demo's training steps per second (`demo-ldm`: its autoencoder "
             f"and its LDM) on {res['cpus']} available CPUs (default_threads() ="
             f" {res['default_threads']}), {res['warmup']} warm-up + "
             f"{res['steps']} timed steps, median of {res['repeats']} round(s), "
             f"each in a fresh process; busy: beside one other process running "
-            f"a pure-Python busy loop; slowdown: idle / busy.")
+            f"a pure-Python busy loop; slowdown: idle / busy; the busy process's "
+            f"share: its loops per second beside the training over its rate alone.")
     return head + "\n\n" + "\n".join(rows) + "\n"
 
 
@@ -154,8 +199,9 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results/threads_cpu.json")
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                    help="thread counts (default: 1 2)")
+    ap.add_argument("--layouts", type=parse_layout, nargs="+", default=[(1, 1), (1, 2), (2, 1)],
+                    help="processes x threads per process (default: 1x1 1x2 2x1)")
+    ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)    # a worker's
     ap.add_argument("--warmup", type=int, default=3,
                     help="untimed steps first (default: 3)")
     ap.add_argument("--steps", type=int, default=20,
@@ -170,9 +216,8 @@ def parse_args(argv):
     ap.add_argument("--run-dir", help=argparse.SUPPRESS)
     ap.add_argument("--first-stage", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if min(args.threads) < 1 or min(args.steps, args.repeats) < 1 or \
-       args.warmup < 0:
-        ap.error("--threads, --steps and --repeats must be >= 1, --warmup >= 0")
+    if min(args.steps, args.repeats) < 1 or args.warmup < 0:
+        ap.error("--steps and --repeats must be >= 1, --warmup >= 0")
     return args
 
 
@@ -184,13 +229,14 @@ def main(argv=None):
         args.warmup, args.steps, args.repeats = 1, 2, 1
         args.out = str(smoke_dir("threads") / Path(args.out).name)
     from ldm_nb.core import available_cpus, default_threads
-    threads = list(dict.fromkeys(args.threads))
+    layouts = list(dict.fromkeys(args.layouts))
+    names = [f"{p}x{t}" for p, t in layouts]
     small = "digits_vae_config", "digits_ldm_config"
     demo = "mnist_vae_config(disc_factor=0)", "mnist_ldm_config(guidance_scale=3)"
     res = dict(cpus=available_cpus(), cpu_count=os.cpu_count(),
-               default_threads=default_threads(), threads=threads,
+               default_threads=default_threads(), layouts=names,
                warmup=args.warmup, steps=args.steps, repeats=args.repeats,
-               busy_load=BUSY,
+               busy_load=BUSY, busy_alone_loops_per_s=busy_alone(2. if args.smoke else 5.),
                configs=dict(zip(MODELS, small if args.smoke else demo)),
                meta=run_meta(args.smoke))
     conds, t0 = [], time.time()
@@ -198,17 +244,17 @@ def main(argv=None):
         first_stage = None                    # the first autoencoder run
         for r in range(args.repeats):
             for model in MODELS:
-                for n in threads:
+                for lay, n in zip(layouts, names):
                     for load in LOADS:
                         d = Path(tmp) / f"{model}_{n}_{load}_{r}"
                         fs = first_stage if model == "ldm" else None
-                        c = run_condition(args, model, n, load, d, fs)
+                        c = run_condition(args, model, lay, load, d, fs)
                         if model == "vae": first_stage = first_stage or d
                         conds.append(dict(round=r, **c))
-                        print(f"{MODELS[model]}, {n} thread(s), {load}: "
+                        print(f"{MODELS[model]}, {n}, {load}: "
                               f"{c['steps_per_s']:.3f} steps/s (median step "
                               f"{c['median_step_s']} s)", flush=True)
-    med, ratios = summarize(conds, threads)
+    med, ratios = summarize(conds, names, res["busy_alone_loops_per_s"])
     res.update(conditions=conds, wall_seconds=round(time.time() - t0, 1),
                steps_per_s={f"{m}/{n}/{ld}": round(v, 3)
                             for (m, n, ld), v in med.items()}, **ratios)
