@@ -27,14 +27,15 @@ $(STAMP): | $(PY)
 install: $(STAMP)
 
 # the MNIST autoencoder + class-conditional latent diffusion, a guided 10x10 grid (row = class) and its metrics
-# THREADS: torch threads (default: the CLI's, one less than the CPUs); `make demo THREADS=2` on two idle cores
+# PROCS, THREADS: training processes and torch threads in each (default: the CLI's, 2 processes of 1 thread on a
+# machine with 2 CPUs); `make demo PROCS=1` trains in one process
 demo: install book
 	@echo "The book is in _build/html/index.html"
-	$(BIN)/ldm-nb demo-ldm --run-dir runs/mnist-ldm $(if $(THREADS),--threads $(THREADS))
+	$(BIN)/ldm-nb demo-ldm --run-dir runs/mnist-ldm $(if $(PROCS),--procs $(PROCS)) $(if $(THREADS),--threads $(THREADS))
 
 # the pixel-space MNIST DDPM of chapter 15, sampled with DDIM, with its Frechet distance
 demo-ddpm: install
-	$(BIN)/ldm-nb demo --run-dir runs/mnist-ddpm $(if $(THREADS),--threads $(THREADS))
+	$(BIN)/ldm-nb demo --run-dir runs/mnist-ddpm $(if $(PROCS),--procs $(PROCS)) $(if $(THREADS),--threads $(THREADS))
 
 # notebooks clean and library in sync: nbdev-clean and nbdev-export must change nothing
 check-sync: install

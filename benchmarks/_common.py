@@ -96,6 +96,18 @@ def fd_with_sd(feats, ref, boot: int, gen) -> tuple:
     return frechet_distance(*feature_stats(feats), *ref), (statistics.stdev(reps) if len(reps) > 1 else None)
 
 
+def paired_diff(fa, fb, ref, boot: int, gen) -> tuple:
+    "FD(a) - FD(b) and its bootstrap SD, resampling both rows at the same indices (they share x_T)."
+    import statistics, torch
+    from ldm_nb.metrics import feature_stats, frechet_distance
+    fd = lambda f: frechet_distance(*feature_stats(f), *ref)
+    reps = []
+    for _ in range(boot):
+        i = torch.randint(0, len(fa), (len(fa),), generator=gen)
+        reps.append(fd(fa[i]) - fd(fb[i]))
+    return fd(fa) - fd(fb), statistics.stdev(reps) if len(reps) > 1 else None
+
+
 def interleaved_timing(draws: list, rounds: int, batch: int) -> list:
     """Seconds per sample of each `draws[i](batch, round)`: `rounds` rounds that each time every draw in turn
     (interleaving spreads the machine's load changes over all rows); a list of the rounds' times per draw."""

@@ -7,12 +7,13 @@ usage: python benchmarks/bench_encode.py [--n 6000] [--batches 500 256 128 64 32
 chapter 17). This times that pass for the demo's MNIST autoencoder (`mnist_vae_config().ae`, random weights: the
 cost does not depend on them) over --n images of 1 x 32 x 32 at each batch size, and at the default batch
 (`encode_batch_size`, which keeps one activation of the first level within 4 MB), in interleaved rounds at a fixed
-thread count. Per batch size, the median over rounds of: wall seconds, the process's user and system CPU seconds,
+thread count, each pass in a fresh process as the trainer makes it (the allocator's state after other sizes would
+change what is measured), after one warm-up batch of its size. Per batch size, the median over rounds of: wall seconds, the process's user and system CPU seconds,
 and its minor page faults (`getrusage`): an activation too large for the allocator's heap is mapped fresh from the
 OS at every call and faulted in page by page, which the system time and the faults show. The JSON has the commit and
 command line ("meta"); the markdown table (same stem, .md) is printed too.
 --smoke: 200 images, two batch sizes, one round, into a temp folder."""
-import argparse, json, resource, statistics, sys, time
+import argparse, json, os, resource, statistics, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run_meta, smoke_dir
@@ -28,8 +29,21 @@ def one_pass(ae, x, batch_size) -> dict:
                 minor_faults=r1.ru_minflt - r0.ru_minflt)
 
 
+def worker(n: int, batch: int) -> dict:
+    "In a fresh process: the demo's autoencoder, n images, one warm-up batch, then the timed pass."
+    import torch
+    from ldm_nb.autoencoder import AutoencoderKL
+    from ldm_nb.train_vae import mnist_vae_config
+    torch.manual_seed(0)
+    ae = AutoencoderKL(mnist_vae_config().ae).eval()
+    x = torch.rand(n, 1, 32, 32) * 2 - 1
+    one_pass(ae, x[:batch], batch)
+    return one_pass(ae, x, batch)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=6000)
     ap.add_argument("--batches", type=int, nargs="+", default=[500, 256, 128, 64, 32])
     ap.add_argument("--repeats", type=int, default=3)
@@ -41,19 +55,22 @@ def main():
     if min(a.n, a.repeats, a.threads, *a.batches) < 1: ap.error("--n, --batches, --repeats and --threads must be >= 1")
     import torch
     torch.set_num_threads(a.threads)
+    if a.worker: print(json.dumps(worker(a.n, a.worker))); return
     meta = run_meta(a.smoke)
     from ldm_nb.autoencoder import AutoencoderKL
     from ldm_nb.train_vae import mnist_vae_config
     from ldm_nb.train_ldm import encode_batch_size
     torch.manual_seed(0)
     ae = AutoencoderKL(mnist_vae_config().ae).eval()
-    x = torch.rand(a.n, 1, 32, 32) * 2 - 1
-    default = encode_batch_size(ae, x)
+    default = encode_batch_size(ae, torch.zeros(1, 1, 32, 32))
     sizes = list(dict.fromkeys([*a.batches, default]))
-    one_pass(ae, x[:200], sizes[0])                                   # warm-up: first calls pick kernels
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
     runs = {b: [] for b in sizes}
     for _ in range(a.repeats):
-        for b in sizes: runs[b].append(one_pass(ae, x, b))
+        for b in sizes:
+            r = subprocess.run([sys.executable, __file__, "--worker", str(b), "--n", str(a.n), "--threads", str(a.threads)],
+                               capture_output=True, text=True, env=env, check=True)
+            runs[b].append(json.loads(r.stdout.strip().splitlines()[-1]))
     rows = [dict(batch_size=b, default=b == default, per_activation_mb=round(b * ae.cfg.ch * ae.cfg.ch_mult[0] * 32 * 32 * 4 / 2**20, 2),
                  **{k: round(statistics.median(r[k] for r in runs[b]), 3) for k in runs[b][0]}) for b in sizes]
     best = min(r["wall_s"] for r in rows)
@@ -61,7 +78,7 @@ def main():
     res = dict(meta=meta, n=a.n, threads=a.threads, repeats=a.repeats, default_batch=default, rows=rows, runs={str(b): v for b, v in runs.items()},
                what="one encode_moments pass of the demo's MNIST autoencoder over n images, per batch size")
     md = [f"`encode_moments` over {a.n} images of 1x32x32 (the demo's autoencoder, {a.threads} thread(s), median of "
-          f"{a.repeats} interleaved rounds; default batch {default}):", "",
+          f"{a.repeats} interleaved rounds, each pass in a fresh process; default batch {default}):", "",
           "| batch | first-level activation (MB) | wall s | user s | system s | minor faults | wall / best |", "|---|---|---|---|---|---|---|"]
     md += [f"| {r['batch_size']}{' (default)' if r['default'] else ''} | {r['per_activation_mb']} | {r['wall_s']:.2f} | {r['user_s']:.2f} | "
            f"{r['sys_s']:.2f} | {r['minor_faults']} | {r['wall_over_best']:.2f} |" for r in rows]

@@ -30,7 +30,7 @@ import argparse, json, os, platform, statistics, sys
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import run_meta, smoke_dir, load_or_draw, fd_with_sd, interleaved_timing, mnist_table_setup
+from _common import run_meta, smoke_dir, load_or_draw, fd_with_sd, interleaved_timing, mnist_table_setup, paired_diff
 from bench_ddim_table import ensure_model, draw
 
 LDM_DEFAULTS = dict(run_dir="runs/mnist-ldm", out="benchmarks/results/solvers_mnist_ldm.json")
@@ -74,17 +74,6 @@ def ldm_drawer(ck: Path, scale: float):
                                             generator=torch.Generator().manual_seed(seed0 + i))
                           for i, lo in enumerate(range(0, m, batch))])
     return draw
-
-
-def paired_diff(fa, fb, ref, boot: int, gen) -> tuple:
-    "FD(a) - FD(b) and its bootstrap SD, resampling both rows at the same indices (they share x_T)."
-    from ldm_nb.metrics import feature_stats, frechet_distance
-    fd = lambda f: frechet_distance(*feature_stats(f), *ref)
-    reps = []
-    for _ in range(boot):
-        i = torch.randint(0, len(fa), (len(fa),), generator=gen)
-        reps.append(fd(fa[i]) - fd(fb[i]))
-    return fd(fa) - fd(fb), statistics.stdev(reps) if len(reps) > 1 else None
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ the median of `--repeats` calls after warm-up), at each thread count of `--threa
   (channel_mult (1, 2, 4, 4), context_dim 64, 4 heads) against `UNet2DConditionModel` (three CrossAttn down/up
   blocks), batch 8, 4x16x16 latents, a context of 16 tokens.
 "ratio" is diffusers' time / ours (above 1: ldm_nb is faster). `--profile` adds each model's top operators by self
-CPU time over 3 forwards (torch.profiler). `--variants` (for `--device cuda`): fp32, bf16 (autocast),
+CPU time over 3 forwards and over 3 forward + backward passes (torch.profiler). `--variants` (for `--device cuda`): fp32, bf16 (autocast),
 channels_last, compile (torch.compile of both models). The JSON's "meta" says how it was made (commit, command line,
 versions, date). --smoke: one repeat, tiny batches, written to a temp folder.
 """
@@ -101,16 +101,24 @@ def top_ops(kind, B, device, n=12):
     ours, theirs, inputs = models(kind)
     a, b = inputs(B, device, torch.Generator().manual_seed(0))
     out = {}
+    def fwd_bwd(m, kw): out_of(m(**kw)).float().pow(2).mean().backward()
     for name, m, kw in (("ours", ours.to(device), a), ("diffusers", theirs.to(device), b)):
         with torch.no_grad():
             m(**kw)
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(3): m(**kw)
-        ev = [e for e in prof.key_averages()]
-        total = sum(e.self_cpu_time_total for e in ev)
-        ev.sort(key=lambda e: -e.self_cpu_time_total)
-        out[name] = {"calls_per_forward": {k: sum(e.count for e in ev if e.key == k) // 3 for k in ("aten::convolution", "aten::linear")},
-                     "top": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count // 3} for e in ev[:n]]}
+        fwd_bwd(m, kw)
+        with profile(activities=[ProfilerActivity.CPU]) as prof_b:
+            for _ in range(3): fwd_bwd(m, kw)
+        out[name] = {}
+        for key, pr in (("top", prof), ("top_fwd_bwd", prof_b)):
+            ev = [e for e in pr.key_averages()]
+            total = sum(e.self_cpu_time_total for e in ev)
+            ev.sort(key=lambda e: -e.self_cpu_time_total)
+            if key == "top":
+                out[name]["calls_per_forward"] = {k: sum(e.count for e in ev if e.key == k) // 3 for k in ("aten::convolution", "aten::linear")}
+            out[name][key] = [{"op": e.key, "share": e.self_cpu_time_total / total, "ms": e.self_cpu_time_total / 3e3,
+                               "calls": e.count // 3} for e in ev[:n]]
     return out
 
 

@@ -192,12 +192,12 @@ def digits_ldm_config(first_stage, run_dir: str, **overrides) -> LDMTrainConfig:
     return LDMTrainConfig(**{**kw, **overrides})
 
 # %% ../nbs/17_train_ldm.ipynb #39780874
-@torch.no_grad()
 def encode_batch_size(first_stage: AutoencoderKL, images: torch.Tensor, budget: int = 2 ** 22) -> int:
     "Images per encoder call such that one activation of the first level, `(b, ch, H, W)` floats, stays within `budget` bytes."
     per_image = first_stage.cfg.ch * first_stage.cfg.ch_mult[0] * images.shape[-2] * images.shape[-1] * images.element_size()
     return max(1, budget // per_image)
 
+@torch.no_grad()
 def encode_moments(first_stage: AutoencoderKL, images: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "The posterior means and standard deviations `(N, c, h, w)` of `images`, on the first stage's device."
     check_tensor("images", images, ndim=4, floating=True)
