@@ -1,14 +1,18 @@
 """Checkpoints written by the code before the redesign (tests/fixtures/v1) still load, and resume as that code resumed them.
 
 Each folder was trained for 2 steps by commit c85db1e; `resumed_step4.json` holds what that code wrote after
-resuming to step 4 (a SHA-256 per key head and the losses), and `resumed_step4_{ddpm,ldm}.safetensors` the tensors
-themselves (written by commit a30677f, whose hashes equal c85db1e's). Today's `ldm-nb` resumes copies of the folders
-to step 4. The autoencoder's code is unchanged since, so its checkpoint must match bit for bit. The UNet's attention
-and 1x1 projections now run as matmuls on (B, N, C) (issue 11): the same function, summed in another order, so the
-DDPM and LDM tensors that training touched agree to float32 rounding (observed max |difference| 2.8e-7), while
-everything else (random-number state, step counters, the frozen first stage) still matches bit for bit. The
-tolerance, 1e-5, is 200 times smaller than what one Adam step at lr 2e-3 moves a weight: a resume that lost a
-step, the optimizer state or the random state fails it (checked below against the step-2 weights)."""
+resuming to step 4 (a SHA-256 per key head and the metric lines), and `resumed_step4_{ddpm,ldm,vae}.safetensors` the
+tensors themselves. Today's `ldm-nb` resumes copies of the folders to step 4. Everything training does not touch
+(random-number state, step counters, the frozen first stage) must match bit for bit on any machine. The weights and
+optimizer states that training touched are compared to float32 rounding (ATOL = 1e-5), for two reasons measured here:
+the UNet's attention and 1x1 projections now run as matmuls on (B, N, C) (issue 11), the same function summed in
+another order (observed max |difference| 2.8e-7); and a float32 convolution's last bits depend on the CPU's kernels.
+The DDPM and LDM references were written (by a30677f, whose hashes equal c85db1e's) on the machine that made the
+fixtures; `resumed_step4_vae.safetensors` was written by c85db1e's own code on an AVX2-only AMD EPYC, where it
+matches today's code bit for bit but c85db1e's own hashes only to rounding (metrics within 8.2e-7 relative; CI at
+stop 19 failed the bit-for-bit test that was here before on such a machine). The tolerance is 200 times smaller than
+what one Adam step at lr 2e-3 moves a weight: a resume that lost a step, the optimizer state or the random state fails
+it (checked below against the step-2 weights)."""
 import json, shutil, subprocess, sys
 from pathlib import Path
 import pytest
@@ -38,39 +42,52 @@ def resumed(tmp_path_factory):
     for kind, cmd in COMMANDS.items():
         cmd = [c.format(vae=root / "vae_untouched") for c in cmd]
         r = subprocess.run([sys.executable, "-m", "ldm_nb", *cmd, "--run-dir", str(root / kind), "--steps", "4", "--resume",
-                            "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+                            "--no-progress", "--threads", "1"], capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, (kind, r.stdout, r.stderr[-3000:])
     return root
 
-TRAINED = {"ddpm": {"model", "ema", "optim"}, "ldm": {"model", "ema", "optim", "cond"}, "vae": set()}
-ATOL = 1e-5      # float32 rounding of a reordered sum, far below one Adam step (lr 2e-3)
+TRAINED = {"ddpm": {"model", "ema", "optim"}, "ldm": {"model", "ema", "optim", "cond"},
+           "vae": {"ae", "disc", "opt_ae", "opt_disc"}}
+WEIGHTS = {"ddpm": "model", "ldm": "model", "vae": "ae"}          # the head the failing check below moves
+ATOL = 1e-5      # float32 rounding of a reordered sum or another CPU's kernels, far below one Adam step (lr 2e-3)
+RTOL = 1e-5      # the same for the logged losses and statistics
 
 def max_diff(a: dict, b: dict, head: str) -> float:
     keys = [k for k in a if k.split(".")[0] == head]
     assert keys and set(keys) == {k for k in b if k.split(".")[0] == head}, head
     return max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0. for k in keys)
 
+def metrics_differ(got: dict, want: dict) -> list:
+    "The keys of one metric line that differ: any key that is not a float exactly, a float beyond RTOL."
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    def same(g, w):
+        if isinstance(w, float) and isinstance(g, float): return abs(g - w) <= RTOL * abs(w)
+        return g == w and type(g) is type(w)
+    return [k for k in want if not same(got[k], want[k])]
+
 @pytest.mark.parametrize("kind", ["ddpm", "vae", "ldm"])
 def test_old_checkpoint_resumes_as_before(resumed, kind):
     from safetensors.torch import load_file
-    path = resumed / kind / "checkpoints" / "last.safetensors"
-    got, want = heads(path), EXPECTED[kind]["heads"]
-    assert set(got) == set(want)
+    path, ref_path = resumed / kind / "checkpoints" / "last.safetensors", FIX / f"resumed_step4_{kind}.safetensors"
+    got, want, ref_heads = heads(path), EXPECTED[kind]["heads"], heads(ref_path)
+    assert set(got) == set(want) == set(ref_heads)
     assert {k for k in got if got[k] != want[k]} <= TRAINED[kind]          # everything else bit for bit
-    if TRAINED[kind]:
-        sd, ref = load_file(path), load_file(FIX / f"resumed_step4_{kind}.safetensors")
-        assert heads(FIX / f"resumed_step4_{kind}.safetensors") == want         # the reference is c85db1e's
-        for h in TRAINED[kind]: assert max_diff(sd, ref, h) <= ATOL, (h, max_diff(sd, ref, h))
-        step2 = load_file(FIX / kind / "checkpoints" / "last.safetensors")      # the check can fail:
-        assert max_diff(step2, ref, "model") > 100 * ATOL                       # two lost steps are far outside it
+    assert {k for k in ref_heads if ref_heads[k] != want[k]} <= TRAINED[kind]   # the reference is c85db1e's
+    sd, ref = load_file(path), load_file(ref_path)
+    for h in TRAINED[kind]: assert max_diff(sd, ref, h) <= ATOL, (h, max_diff(sd, ref, h))
+    step2 = load_file(FIX / kind / "checkpoints" / "last.safetensors")      # the check can fail:
+    assert max_diff(step2, ref, WEIGHTS[kind]) > 100 * ATOL                 # two lost steps are far outside it
     lines = [json.loads(l) for l in (resumed / kind / "metrics.jsonl").read_text().splitlines()]
     got_m = [{k: v for k, v in l.items() if k != "seconds"} for l in lines]
-    if not TRAINED[kind]: assert got_m == EXPECTED[kind]["metrics"]
-    assert [{k: v for k, v in l.items() if k != "loss" and not k.startswith("loss_")} for l in got_m] == \
-           [{k: v for k, v in l.items() if k != "loss" and not k.startswith("loss_")} for l in EXPECTED[kind]["metrics"]]
-    for g, e in zip(got_m, EXPECTED[kind]["metrics"]):
-        for k in e:
-            if k == "loss" or k.startswith("loss_"): assert abs(g[k] - e[k]) <= 1e-5 * abs(e[k]), (k, g[k], e[k])
+    assert len(got_m) == len(EXPECTED[kind]["metrics"])
+    for g, e in zip(got_m, EXPECTED[kind]["metrics"]): assert not metrics_differ(g, e), (g["step"], metrics_differ(g, e))
+
+def test_the_metric_comparison_can_fail():
+    line = EXPECTED["vae"]["metrics"][-1]
+    assert metrics_differ(dict(line), line) == []
+    assert metrics_differ({**line, "g_loss": line["g_loss"] * (1 + 10 * RTOL)}, line) == ["g_loss"]
+    assert metrics_differ({**line, "step": 5}, line) == ["step"]
+    assert metrics_differ({**line, "disc_loss": None}, line) == ["disc_loss"]
 
 def test_old_checkpoints_load_with_the_api():
     from ldm_nb.train_ddpm import load_checkpoint
