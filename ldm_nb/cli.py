@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .core import check_int, check_float, get_device, save_png, atomic_write_bytes, one_line
-from .core import available_cpus, default_threads, set_threads
+from .launch import THREADS_HELP, PROCS_HELP, with_threads, with_procs, demo_procs
 from .solvers import SAMPLERS, sampler_calls
 from .config import add_config_args, config_from_flags
 from .checkpoint import peek_format, check_format
-from .runs import run_paths, launch_local
+from .runs import run_paths
 from .train_ddpm import TrainConfig, mnist_config, train, load_checkpoint, sample_checkpoint, DEMO_STEPS, DDPM_CHECKPOINT
 from .train_vae import mnist_vae_config, train_vae, VAE_CHECKPOINT
 from .train_ldm import mnist_ldm_config, train_ldm, load_ldm, LDM_CHECKPOINT
@@ -22,8 +22,7 @@ from .demos import demo, demo_ldm, check_demo, check_demo_ldm, DEMO_VAE_STEPS, D
 from .sd_pipelines import add_sd_commands
 
 # %% auto #0
-__all__ = ['THREADS_HELP', 'PROCS_HELP', 'cli_parser', 'flag_names', 'run_cli', 'train_command', 'demo_procs', 'build_parser',
-           'main']
+__all__ = ['cli_parser', 'flag_names', 'run_cli', 'train_command', 'build_parser', 'main']
 
 # %% ../nbs/18_cli.ipynb #457a418e
 class _UsageError(Exception): pass
@@ -322,99 +321,6 @@ _DEMO_CHECKS = {                 # run before the demos start their processes, s
     "demo-ldm": lambda ns: check_demo_ldm(ns.run_dir, ns.vae_steps, ns.ldm_steps, ns.device, ns.n_per_class,
                                           ns.guidance_scale, ns.sample_steps, ns.sampler)}
 
-# %% ../nbs/18_cli.ipynb #2fff03e7
-THREADS_HELP = ("torch CPU threads (default: one less than the CPUs this process "
-                "may use, at least 1; an eighth less from 16 CPUs on; under "
-                "torchrun, shared among the local processes)")
-
-def _local_procs() -> int:
-    "The processes torchrun started on this machine (1 without torchrun)."
-    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-
-def _cli_threads(flag: str | None) -> int:
-    "The threads `--threads` asks for, or the default shared by the processes."
-    if flag is None: return max(1, default_threads() // _local_procs())
-    try: n = int(flag)
-    except ValueError:
-        raise ValueError(f"threads must be an int, got {flag!r}") from None
-    return check_int("threads", n, lo=1)
-
-# %% ../nbs/18_cli.ipynb #811697b3
-def _threads_line(n: int) -> str:
-    "What a command says first: its torch threads, and the CPUs it may use."
-    cpus, procs = available_cpus(), _local_procs()
-    each = f" in each of {procs} local processes" if procs > 1 else ""
-    cpu_s = f"{cpus} CPU{'s' * (cpus != 1)}"
-    return f"ldm-nb: {n} thread{'s' * (n != 1)}{each} ({cpu_s} available)"
-
-class _SayFirst:
-    "A stream (stdout or stderr) that calls `say` before it writes anything."
-    def __init__(self, stream, say): self._stream, self._say = stream, say
-    def write(self, text):
-        if text: self._say()
-        return self._stream.write(text)
-    def __getattr__(self, name): return getattr(self._stream, name)
-
-# %% ../nbs/18_cli.ipynb #bab8a166
-@contextlib.contextmanager
-def _before_first_output(line: str | None):
-    "`line` on stderr before the block's first output or at its end; not on error."
-    out, err, pending = sys.stdout, sys.stderr, [line] if line else []
-    def say():
-        while pending: err.write(pending.pop() + "\n"); err.flush()
-    sys.stdout, sys.stderr = _SayFirst(out, say), _SayFirst(err, say)
-    try: yield
-    finally: sys.stdout, sys.stderr = out, err
-    say()
-
-# %% ../nbs/18_cli.ipynb #570c719e
-def _with_threads(handler):
-    "`handler` run with --threads' torch threads (then the old count), and the line."
-    def run(ns):
-        n = _cli_threads(vars(ns).pop("threads", None))     # not a config field
-        rank0, old = int(os.environ.get("RANK", "0")) == 0, torch.get_num_threads()
-        set_threads(n)
-        try:
-            with _before_first_output(_threads_line(n) if rank0 else None):
-                return handler(ns)
-        finally: torch.set_num_threads(old)
-    return run
-
-# %% ../nbs/18_cli.ipynb #79738cb4
-PROCS_HELP = ("local processes training data-parallel (DDP: gloo on CPU, a GPU each on CUDA), each with its share "
-              "of the threads (default: 1; for demo and demo-ldm on a CPU with at least 2 CPUs: 2)")
-
-def demo_procs(device="auto") -> int:
-    "The demos' default number of processes: 2 on a CPU with at least 2 CPUs, else 1."
-    return 2 if get_device(device).type == "cpu" and available_cpus() >= 2 else 1
-
-def _cli_procs(flag, default: int) -> int:
-    "The processes `--procs` asks for, or `default`."
-    if flag is None: return default
-    try: n = int(flag)
-    except ValueError: raise ValueError(f"procs must be an int, got {flag!r}") from None
-    return check_int("procs", n, lo=1, hi=1024)
-
-# %% ../nbs/18_cli.ipynb #3fa5488f
-def _with_procs(handler, argv: list, default=lambda ns: 1, check=None):
-    "`handler`, or with --procs N > 1 (outside a process group) the whole command again in N local processes."
-    def run(ns):
-        n = _cli_procs(vars(ns).pop("procs", None), default(ns))
-        if n == 1 or "WORLD_SIZE" in os.environ: return handler(ns)           # one process, or one of the group
-        _cli_threads(getattr(ns, "threads", None))                            # bad flags start no process
-        if check is not None: check(ns)
-        dev = get_device(getattr(ns, "device", "auto"))
-        if dev.type == "cuda" and n > torch.cuda.device_count():
-            raise ValueError(f"procs {n} needs {n} GPUs (one per process), found {torch.cuda.device_count()}")
-        if dev.type == "mps": raise ValueError(f"procs must be 1 on mps, got {n}")
-        codes = launch_local(n, main, argv)
-        if not any(codes): return 0
-        if codes[0] and codes[0] > 0: return codes[0]                   # rank 0 said why
-        rank, code = next((r, c) for r, c in enumerate(codes) if c and c > 0)
-        print(f"ldm-nb: error: process {rank} of {n} failed with exit code {code}", file=sys.stderr)
-        return code
-    return run
-
 # %% ../nbs/18_cli.ipynb #baee473e
 def build_parser() -> argparse.ArgumentParser:
     "The `ldm-nb` parser, every subcommand with --threads; `.handlers`: name -> handler."
@@ -426,13 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", metavar="N", help=THREADS_HELP)
     p.procs_default = {"train": None, "train-vae": None, "train-ldm": None, "demo": demo_procs, "demo-ldm": demo_procs}
     for name in p.procs_default: sub.choices[name].add_argument("--procs", metavar="N", default=None, help=PROCS_HELP)
-    p.handlers = {name: _with_threads(h) for name, h in handlers.items()}
+    p.handlers = {name: with_threads(h) for name, h in handlers.items()}
     return p
 
 def main(argv=None) -> int:
     "The `ldm-nb` command: returns the exit status (0, or 2 with one line on stderr for bad input)."
     parser, argv = build_parser(), [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    handlers = {name: _with_procs(h, argv, lambda ns, f=parser.procs_default[name]: f(getattr(ns, "device", "auto")) if f else 1,
+    handlers = {name: with_procs(h, argv, main, lambda ns, f=parser.procs_default[name]: f(getattr(ns, "device", "auto")) if f else 1,
                                   _DEMO_CHECKS.get(name)) if name in parser.procs_default else h
                 for name, h in parser.handlers.items()}
     return run_cli(parser, handlers, argv)

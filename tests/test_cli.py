@@ -120,18 +120,23 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
 
 def test_threads_start_line(tiny_run, tmp_path):
     "The console script says its torch threads in one line on stderr: the ones --threads asks for, or the default."
-    from ldm_nb.cli import _threads_line
+    from ldm_nb.launch import threads_line
     from ldm_nb.core import default_threads
     args = ["sample", "--run-dir", tiny_run, "--n", 1, "--sampler", "ddim", "--steps", 2, "--out", tmp_path / "g.png"]
-    (p1, o1, e1), (p2, o2, e2) = run_many([[*LDM, *args, "--threads", 1], [*MOD, *args]])
+    no_omp = {k: v for k, v in ENV.items() if k != "OMP_NUM_THREADS"}
+    (p1, o1, e1), (p2, o2, e2) = run_many([[*LDM, *args, "--threads", 1], [*MOD, *args]], env=no_omp)
     assert p1.returncode == 0 and p2.returncode == 0, (e1, e2)
-    assert e1 == _threads_line(1) + "\n" and e2 == _threads_line(default_threads()) + "\n", (e1, e2)
+    assert e1 == threads_line(1) + "\n" and e2 == threads_line(default_threads()) + "\n", (e1, e2)
     assert "wrote 1 samples" in o1 and "wrote 1 samples" in o2
+    (p3, _, e3), = run_many([[*MOD, *args]], env={**no_omp, "OMP_NUM_THREADS": "3"})     # the user's variable is kept
+    assert p3.returncode == 0 and e3 == threads_line(3) + "\n", e3
 
 def test_threads_applied(tiny_run, tmp_path, capsys, monkeypatch):
     "Inside the sampler torch has the threads asked for; the caller's come back; under torchrun the default is shared."
     from ldm_nb import cli
     from ldm_nb.core import default_threads
+    from ldm_nb.launch import threads_line
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     seen, real = [], cli.sample_checkpoint
     monkeypatch.setattr(cli, "sample_checkpoint", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
     args = ["sample", "--run-dir", str(tiny_run), "--n", "1", "--sampler", "ddim", "--steps", "2", "--out", str(tmp_path / "g.png")]
@@ -140,7 +145,7 @@ def test_threads_applied(tiny_run, tmp_path, capsys, monkeypatch):
         torch.set_num_threads(3)
         assert [cli.main([*args, "--threads", "1"]), cli.main([*args, "--threads", "2"]), cli.main(args)] == [0, 0, 0]
         assert seen == [1, 2, default_threads()] and torch.get_num_threads() == 3
-        assert capsys.readouterr().err.splitlines() == [cli._threads_line(n) for n in (1, 2, default_threads())]
+        assert capsys.readouterr().err.splitlines() == [threads_line(n) for n in (1, 2, default_threads())]
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "2"); monkeypatch.setenv("RANK", "1")      # torchrun's second process
         assert cli.main(args) == 0 and seen[-1] == max(1, default_threads() // 2)
         assert capsys.readouterr().err == ""                                               # only rank 0 speaks
@@ -180,3 +185,12 @@ def test_procs_trains_in_two_processes(tmp_path):
     r = run(LDM, "train", "--run-dir", tmp_path / "p", "--steps", 2, *TINY, "--procs", 2, check=0)
     assert r.stderr.splitlines()[0].startswith("ldm-nb: 1 thread in each of 2 local processes")
     assert r.stdout.count("trained to step 2") == 1 and ckpt(tmp_path / "p").exists()
+
+def test_bad_omp_num_threads(tmp_path, capsys, monkeypatch):
+    "An OMP_NUM_THREADS that is not a positive int is one line naming it (without --threads, which overrides it)."
+    from ldm_nb.cli import main
+    for value, contains in (("x", "OMP_NUM_THREADS must be an int, got 'x'"), ("0", "OMP_NUM_THREADS must be >= 1, got 0")):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        rc = main(["train", "--run-dir", str(tmp_path / "new"), "--steps", "1"])
+        assert_one_line_error(rc, capsys.readouterr().err, contains)
+    assert not (tmp_path / "new").exists()
