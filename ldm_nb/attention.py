@@ -15,8 +15,9 @@ from .core import check_int, check_float, check_tensor, check_dtype, check_bool
 from .unet import UNetConfig, UNetModel, ContextBlock, norm_groups, zero_module, _num_heads
 
 # %% auto #0
-__all__ = ['CONDITIONING_KEYS', 'CrossAttention', 'GEGLU', 'FeedForward', 'BasicTransformerBlock', 'SpatialTransformer',
-           'ConditionalUNetConfig', 'ConditionalUNet', 'DiffusionWrapper']
+__all__ = ['MIN_CPU_HEAD_WIDTH', 'CONDITIONING_KEYS', 'CrossAttention', 'head_width', 'pad_heads', 'GEGLU', 'FeedForward',
+           'BasicTransformerBlock', 'SpatialTransformer', 'ConditionalUNetConfig', 'ConditionalUNet',
+           'DiffusionWrapper']
 
 # %% ../nbs/10_attention.ipynb #0d8bd25f
 def _shape(x: torch.Tensor) -> str: return "[" + ", ".join(str(s) for s in x.shape) + "]"
@@ -37,21 +38,38 @@ class CrossAttention(nn.Module):
 
     def extra_repr(self): return f"query_dim={self.query_dim}, context_dim={self.context_dim}, heads={self.heads}, dim_head={self.dim_head}"
 
+# %% ../nbs/10_attention.ipynb #9cfa4ae5
+MIN_CPU_HEAD_WIDTH = 16      # SDPA's fused CPU kernel runs narrower heads slowly (benchmarks/bench_head_dim.py)
+
+def head_width(d: int, device: torch.device) -> int:
+    "The width the heads are computed at: `d`, or MIN_CPU_HEAD_WIDTH for narrower heads on the CPU."
+    return MIN_CPU_HEAD_WIDTH if device.type == "cpu" and d < MIN_CPU_HEAD_WIDTH else d
+
+def pad_heads(weight: torch.Tensor, d: int, w: int) -> torch.Tensor:
+    "A projection weight (parts * heads * d, c) with each head's d rows followed by w - d zero rows."
+    if w == d: return weight
+    return F.pad(weight.unflatten(0, (-1, d)), (0, 0, 0, w - d)).flatten(0, 1)    # (parts * heads * w, c)
+
 # %% ../nbs/10_attention.ipynb #2baa8d28
 @patch
 def forward(self: CrossAttention, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     "Attend from `x` to `context` (x itself if None), keys with `mask` False left out; the caller checks its inputs."
-    h = self.heads
+    h, d = self.heads, self.dim_head
+    w = head_width(d, x.device)                                            # d, or 16 for narrow heads on the CPU
+    heads = lambda z: z.unflatten(-1, (h, w)).transpose(1, 2)              # (b, len, h w) -> (b, h, len, w), w contiguous
     if context is None or context is x:                                    # self-attention: q, k, v in one matmul
-        qkv = F.linear(x, torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight]))      # (b, n, 3 h d)
-        q, k, v = (z.unflatten(-1, (h, -1)).transpose(1, 2) for z in qkv.chunk(3, dim=-1))       # (b, h, n, d), d contiguous
+        wqkv = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])                   # (3 h d, query_dim)
+        q, k, v = (heads(z) for z in F.linear(x, pad_heads(wqkv, d, w)).chunk(3, dim=-1))         # (b, h, n, w) each
     else:                                                                  # cross-attention: k, v in one matmul
-        q = self.to_q(x).unflatten(-1, (h, -1)).transpose(1, 2)            # (b, h, n, d)
-        kv = F.linear(context, torch.cat([self.to_k.weight, self.to_v.weight]))                     # (b, m, 2 h d)
-        k, v = (z.unflatten(-1, (h, -1)).transpose(1, 2) for z in kv.chunk(2, dim=-1))           # (b, h, m, d) each
+        q = heads(F.linear(x, pad_heads(self.to_q.weight, d, w)))          # (b, h, n, w)
+        kv = F.linear(context, pad_heads(torch.cat([self.to_k.weight, self.to_v.weight]), d, w))  # (b, m, 2 h w)
+        k, v = (heads(z) for z in kv.chunk(2, dim=-1))                     # (b, h, m, w) each
     attn_mask = None if mask is None else mask[:, None, None, :]           # (b, 1, 1, m): same for every head and query
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)     # softmax(q k^T / sqrt(d)) v: (b, h, n, d)
-    return self.to_out(out.transpose(1, 2).flatten(2))                     # (b, n, h d) -> (b, n, query_dim)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=d ** -0.5)   # softmax(q k^T / sqrt(d)) v
+    out = out.transpose(1, 2).flatten(2)                                   # (b, n, h w)
+    if w == d: return self.to_out(out)                                     # (b, n, query_dim)
+    lin, drop = self.to_out                                                # the padded output columns meet zero weights
+    return drop(F.linear(out, pad_heads(lin.weight.T, d, w).T, lin.bias))
 
 # %% ../nbs/10_attention.ipynb #22688732
 @patch
