@@ -48,7 +48,8 @@ def resumed(tmp_path_factory):
 
 TRAINED = {"ddpm": {"model", "ema", "optim"}, "ldm": {"model", "ema", "optim", "cond"},
            "vae": {"ae", "disc", "opt_ae", "opt_disc"}}
-WEIGHTS = {"ddpm": "model", "ldm": "model", "vae": "ae"}          # the head the failing check below moves
+WEIGHTS = {"ddpm": "model", "ldm": "model", "vae": "ae"}
+OTHER_CPU = {"vae"}              # references written by c85db1e's code on another CPU than the fixtures'          # the head the failing check below moves
 ATOL = 1e-5      # float32 rounding of a reordered sum or another CPU's kernels, far below one Adam step (lr 2e-3)
 RTOL = 1e-5      # the same for the logged losses and statistics
 
@@ -72,7 +73,8 @@ def test_old_checkpoint_resumes_as_before(resumed, kind):
     got, want, ref_heads = heads(path), EXPECTED[kind]["heads"], heads(ref_path)
     assert set(got) == set(want) == set(ref_heads)
     assert {k for k in got if got[k] != want[k]} <= TRAINED[kind]          # everything else bit for bit
-    assert {k for k in ref_heads if ref_heads[k] != want[k]} <= TRAINED[kind]   # the reference is c85db1e's
+    rounded = TRAINED[kind] if kind in OTHER_CPU else set()                  # the reference is c85db1e's:
+    assert {k for k in ref_heads if ref_heads[k] != want[k]} <= rounded      # its hashes, or another CPU's rounding
     sd, ref = load_file(path), load_file(ref_path)
     for h in TRAINED[kind]: assert max_diff(sd, ref, h) <= ATOL, (h, max_diff(sd, ref, h))
     step2 = load_file(FIX / kind / "checkpoints" / "last.safetensors")      # the check can fail:
